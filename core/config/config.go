@@ -143,15 +143,47 @@ type key struct {
 	min  int64 // for numbers
 	max  int64
 	enum []string
-	set  func(c *Config, v any)
-	doc  string
+	// field points at the Config field the key sets; nil for keys resolved
+	// in resolveSynonyms.
+	field func(c *Config) any
+	doc   string
 }
 
-func i32(f func(c *Config) *int32) func(*Config, any) {
-	return func(c *Config, v any) { *f(c) = int32(v.(int64)) }
+// setField stores a parsed value into the field a key points at.
+func setField(ptr any, v any) {
+	switch f := ptr.(type) {
+	case *int16:
+		*f = int16(v.(int64))
+	case *int32:
+		*f = int32(v.(int64))
+	case *int64:
+		*f = v.(int64)
+	case *bool:
+		*f = v.(bool)
+	case *string:
+		*f = v.(string)
+	case *[]string:
+		*f = v.([]string)
+	}
 }
-func i64(f func(c *Config) *int64) func(*Config, any) {
-	return func(c *Config, v any) { *f(c) = v.(int64) }
+
+// fieldString renders a field's value as a properties value.
+func fieldString(ptr any) string {
+	switch f := ptr.(type) {
+	case *int16:
+		return strconv.FormatInt(int64(*f), 10)
+	case *int32:
+		return strconv.FormatInt(int64(*f), 10)
+	case *int64:
+		return strconv.FormatInt(*f, 10)
+	case *bool:
+		return strconv.FormatBool(*f)
+	case *string:
+		return *f
+	case *[]string:
+		return strings.Join(*f, ",")
+	}
+	return ""
 }
 
 const (
@@ -162,54 +194,54 @@ const (
 // keys is every broker key Brokkr understands. Precedence between synonyms
 // (log.retention.ms over .minutes over .hours) is resolved in Load.
 var keys = []key{
-	{name: "node.id", kind: kInt, min: 0, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.NodeID }), doc: "this broker's id"},
-	{name: "broker.id", kind: kInt, min: 0, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.NodeID }), doc: "synonym of node.id"},
-	{name: "broker.rack", kind: kString, set: func(c *Config, v any) { c.Rack = v.(string) }},
-	{name: "listeners", kind: kList, set: func(c *Config, v any) { c.Listeners = v.([]string) }},
-	{name: "advertised.listeners", kind: kList, set: func(c *Config, v any) { c.AdvertisedListeners = v.([]string) }},
-	{name: "log.dirs", kind: kList, set: func(c *Config, v any) { c.LogDirs = v.([]string) }},
-	{name: "log.dir", kind: kList, set: func(c *Config, v any) { c.LogDirs = v.([]string) }},
-	{name: "num.partitions", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.NumPartitions })},
-	{name: "default.replication.factor", kind: kInt, min: 1, max: math.MaxInt16, set: func(c *Config, v any) { c.DefaultReplicationFactor = int16(v.(int64)) }},
-	{name: "min.insync.replicas", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.MinInsyncReplicas })},
-	{name: "auto.create.topics.enable", kind: kBool, set: func(c *Config, v any) { c.AutoCreateTopicsEnable = v.(bool) }},
-	{name: "delete.topic.enable", kind: kBool, set: func(c *Config, v any) { c.DeleteTopicEnable = v.(bool) }},
+	{name: "node.id", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.NodeID }, doc: "this broker's id"},
+	{name: "broker.id", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.NodeID }, doc: "synonym of node.id"},
+	{name: "broker.rack", kind: kString, field: func(c *Config) any { return &c.Rack }},
+	{name: "listeners", kind: kList, field: func(c *Config) any { return &c.Listeners }},
+	{name: "advertised.listeners", kind: kList, field: func(c *Config) any { return &c.AdvertisedListeners }},
+	{name: "log.dirs", kind: kList, field: func(c *Config) any { return &c.LogDirs }},
+	{name: "log.dir", kind: kList, field: func(c *Config) any { return &c.LogDirs }},
+	{name: "num.partitions", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.NumPartitions }},
+	{name: "default.replication.factor", kind: kInt, min: 1, max: math.MaxInt16, field: func(c *Config) any { return &c.DefaultReplicationFactor }},
+	{name: "min.insync.replicas", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.MinInsyncReplicas }},
+	{name: "auto.create.topics.enable", kind: kBool, field: func(c *Config) any { return &c.AutoCreateTopicsEnable }},
+	{name: "delete.topic.enable", kind: kBool, field: func(c *Config) any { return &c.DeleteTopicEnable }},
 
-	{name: "log.segment.bytes", kind: kLong, min: 14, max: maxInt32, set: i64(func(c *Config) *int64 { return &c.LogSegmentBytes })},
+	{name: "log.segment.bytes", kind: kLong, min: 14, max: maxInt32, field: func(c *Config) any { return &c.LogSegmentBytes }},
 	{name: "log.roll.ms", kind: kLong, min: 1, max: maxInt64},
 	{name: "log.roll.hours", kind: kLong, min: 1, max: maxInt32},
 	{name: "log.retention.ms", kind: kLong, min: -1, max: maxInt64},
 	{name: "log.retention.minutes", kind: kLong, min: -1, max: maxInt32},
 	{name: "log.retention.hours", kind: kLong, min: -1, max: maxInt32},
-	{name: "log.retention.bytes", kind: kLong, min: -1, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogRetentionBytes })},
-	{name: "log.index.interval.bytes", kind: kInt, min: 0, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.LogIndexIntervalBytes })},
-	{name: "log.index.size.max.bytes", kind: kInt, min: 4, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.LogIndexSizeMaxBytes })},
-	{name: "log.cleanup.policy", kind: kString, enum: []string{"delete", "compact", "compact,delete", "delete,compact"}, set: func(c *Config, v any) { c.LogCleanupPolicy = v.(string) }},
-	{name: "log.flush.interval.messages", kind: kLong, min: 1, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogFlushIntervalMessages })},
-	{name: "log.flush.interval.ms", kind: kLong, min: 0, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogFlushIntervalMs })},
-	{name: "log.flush.scheduler.interval.ms", kind: kLong, min: 0, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogFlushSchedulerIntervalMs })},
-	{name: "log.segment.delete.delay.ms", kind: kLong, min: 0, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogSegmentDeleteDelayMs })},
-	{name: "message.max.bytes", kind: kInt, min: 0, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.MessageMaxBytes })},
-	{name: "compression.type", kind: kString, enum: []string{"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"}, set: func(c *Config, v any) { c.CompressionType = v.(string) }},
-	{name: "log.retention.check.interval.ms", kind: kLong, min: 1, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.LogRetentionCheckIntervalMs })},
-	{name: "log.flush.offset.checkpoint.interval.ms", kind: kLong, min: 0, max: maxInt32, set: i64(func(c *Config) *int64 { return &c.LogFlushOffsetCheckpointIntervalMs })},
+	{name: "log.retention.bytes", kind: kLong, min: -1, max: maxInt64, field: func(c *Config) any { return &c.LogRetentionBytes }},
+	{name: "log.index.interval.bytes", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.LogIndexIntervalBytes }},
+	{name: "log.index.size.max.bytes", kind: kInt, min: 4, max: maxInt32, field: func(c *Config) any { return &c.LogIndexSizeMaxBytes }},
+	{name: "log.cleanup.policy", kind: kString, enum: []string{"delete", "compact", "compact,delete", "delete,compact"}, field: func(c *Config) any { return &c.LogCleanupPolicy }},
+	{name: "log.flush.interval.messages", kind: kLong, min: 1, max: maxInt64, field: func(c *Config) any { return &c.LogFlushIntervalMessages }},
+	{name: "log.flush.interval.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogFlushIntervalMs }},
+	{name: "log.flush.scheduler.interval.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogFlushSchedulerIntervalMs }},
+	{name: "log.segment.delete.delay.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogSegmentDeleteDelayMs }},
+	{name: "message.max.bytes", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.MessageMaxBytes }},
+	{name: "compression.type", kind: kString, enum: []string{"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"}, field: func(c *Config) any { return &c.CompressionType }},
+	{name: "log.retention.check.interval.ms", kind: kLong, min: 1, max: maxInt64, field: func(c *Config) any { return &c.LogRetentionCheckIntervalMs }},
+	{name: "log.flush.offset.checkpoint.interval.ms", kind: kLong, min: 0, max: maxInt32, field: func(c *Config) any { return &c.LogFlushOffsetCheckpointIntervalMs }},
 
-	{name: "socket.request.max.bytes", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.SocketRequestMaxBytes })},
-	{name: "connections.max.idle.ms", kind: kLong, min: -1, max: maxInt64, set: i64(func(c *Config) *int64 { return &c.ConnectionsMaxIdleMs })},
-	{name: "queued.max.requests", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.QueuedMaxRequests })},
-	{name: "fetch.max.bytes", kind: kInt, min: 1024, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.FetchMaxBytes })},
+	{name: "socket.request.max.bytes", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.SocketRequestMaxBytes }},
+	{name: "connections.max.idle.ms", kind: kLong, min: -1, max: maxInt64, field: func(c *Config) any { return &c.ConnectionsMaxIdleMs }},
+	{name: "queued.max.requests", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.QueuedMaxRequests }},
+	{name: "fetch.max.bytes", kind: kInt, min: 1024, max: maxInt32, field: func(c *Config) any { return &c.FetchMaxBytes }},
 
-	{name: "offsets.topic.num.partitions", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.OffsetsTopicNumPartitions })},
-	{name: "offsets.topic.replication.factor", kind: kInt, min: 1, max: math.MaxInt16, set: func(c *Config, v any) { c.OffsetsTopicReplicationFactor = int16(v.(int64)) }},
-	{name: "offsets.retention.minutes", kind: kLong, min: 1, max: maxInt32, set: i64(func(c *Config) *int64 { return &c.OffsetsRetentionMinutes })},
+	{name: "offsets.topic.num.partitions", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.OffsetsTopicNumPartitions }},
+	{name: "offsets.topic.replication.factor", kind: kInt, min: 1, max: math.MaxInt16, field: func(c *Config) any { return &c.OffsetsTopicReplicationFactor }},
+	{name: "offsets.retention.minutes", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.OffsetsRetentionMinutes }},
 
-	{name: "brokkr.coordination", kind: kString, set: func(c *Config, v any) { c.Coordination = v.(string) }, doc: "etcd-embedded | etcd://host:port,... | zk://host:port,.../chroot | gossip://seed:port,..."},
-	{name: "zookeeper.connect", kind: kString, set: func(c *Config, v any) { c.ZookeeperConnect = v.(string) }},
-	{name: "zookeeper.session.timeout.ms", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.ZookeeperSessionTimeoutMs })},
-	{name: "zookeeper.connection.timeout.ms", kind: kInt, min: 1, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.ZookeeperConnectionTimeoutMs })},
-	{name: "brokkr.coordination.session.timeout.ms", kind: kInt, min: 100, max: maxInt32, set: i32(func(c *Config) *int32 { return &c.CoordinationSessionTimeoutMs })},
-	{name: "brokkr.plugin.dir", kind: kString, set: func(c *Config, v any) { c.PluginDir = v.(string) }},
-	{name: "brokkr.admin.listener", kind: kString, set: func(c *Config, v any) { c.AdminListen = v.(string) }},
+	{name: "brokkr.coordination", kind: kString, field: func(c *Config) any { return &c.Coordination }, doc: "etcd-embedded | etcd://host:port,... | zk://host:port,.../chroot | gossip://seed:port,..."},
+	{name: "zookeeper.connect", kind: kString, field: func(c *Config) any { return &c.ZookeeperConnect }},
+	{name: "zookeeper.session.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperSessionTimeoutMs }},
+	{name: "zookeeper.connection.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperConnectionTimeoutMs }},
+	{name: "brokkr.coordination.session.timeout.ms", kind: kInt, min: 100, max: maxInt32, field: func(c *Config) any { return &c.CoordinationSessionTimeoutMs }},
+	{name: "brokkr.plugin.dir", kind: kString, field: func(c *Config) any { return &c.PluginDir }},
+	{name: "brokkr.admin.listener", kind: kString, field: func(c *Config) any { return &c.AdminListen }},
 }
 
 // ignored are Kafka broker keys that an existing server.properties may hold
@@ -296,8 +328,8 @@ func (c *Config) Apply(props []Property) error {
 			continue
 		}
 		c.Set[p.Key] = p // a later setting of the same key wins, as in Kafka
-		if k.set != nil {
-			k.set(c, v)
+		if k.field != nil {
+			setField(k.field(c), v)
 		}
 	}
 	errs = append(errs, c.resolveSynonyms()...)
@@ -494,4 +526,41 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// BrokerEntry is one broker setting as DescribeConfigs reports it.
+type BrokerEntry struct {
+	Name   string
+	Value  string
+	Source ConfigSource
+}
+
+// DescribeBroker lists the broker keys Brokkr understands with their
+// effective values, sorted by name.
+func (c *Config) DescribeBroker() []BrokerEntry {
+	var out []BrokerEntry
+	for _, k := range keys {
+		var v string
+		switch {
+		case k.field != nil:
+			v = fieldString(k.field(c))
+		case k.name == "log.retention.ms":
+			v = strconv.FormatInt(c.LogRetentionMs, 10)
+		case k.name == "log.roll.ms":
+			v = strconv.FormatInt(c.LogRollMs, 10)
+		default:
+			p, ok := c.Set[k.name]
+			if !ok {
+				continue
+			}
+			v = p.Value
+		}
+		src := SourceDefault
+		if _, ok := c.Set[k.name]; ok {
+			src = SourceStaticBroker
+		}
+		out = append(out, BrokerEntry{Name: k.name, Value: v, Source: src})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
