@@ -171,14 +171,13 @@ func (b *Backend) Campaign(ctx context.Context, brokerID int32) (coord.Leadershi
 				return err
 			}
 			l = &leadership{b: b, brokerID: brokerID, epoch: epoch, lost: make(chan struct{})}
-			if len(res) == 2 && res[1].Stat != nil {
-				l.epochZkVersion = res[1].Stat.Version
-			}
 			// Our /controller's czxid is the transaction's zxid, which is
 			// also /controller_epoch's new mzxid.
-			_, cst, err := b.conn.Get(cp)
-			if err == nil && cst.EphemeralOwner == b.conn.SessionID() {
-				l.czxid = cst.Czxid
+			if len(res) == 2 && res[1].Stat != nil {
+				l.epochZkVersion = res[1].Stat.Version
+				l.czxid = res[1].Stat.Mzxid
+			} else if _, cst, err := b.conn.Get(cp); err == nil && cst.EphemeralOwner == b.conn.SessionID() {
+				l.czxid = cst.Czxid // the epoch znode was created (version 0): no stat in the reply
 			}
 			return nil
 		})
