@@ -25,6 +25,9 @@ type counters struct {
 	framesTooLarge, unknownAPIKeys                atomic.Uint64
 	malformedHeaders, panicsRecovered, idleCloses atomic.Uint64
 	sendfileBytes, copyFallbackBytes, writeErrors atomic.Uint64
+	// sendfileWaits counts EAGAINs handed to the poller (tests check the
+	// path is exercised).
+	sendfileWaits atomic.Uint64
 }
 
 func (c *counters) snapshot() Metrics {

@@ -132,6 +132,7 @@ func (w *bodyWriter) sendRegion(frc syscall.RawConn, off, n int64) (int64, error
 				}
 				switch {
 				case err == unix.EAGAIN:
+					w.m.sendfileWaits.Add(1)
 					return false
 				case err == unix.EINTR:
 				case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
