@@ -69,6 +69,7 @@ func TestParseOffsetSpec(t *testing.T) {
 		"-5":                      {kind: offBack, n: 5},
 		"@1700000000000":          {kind: offTime, n: 1700000000000},
 		"@2023-11-14T22:13:20.5Z": {kind: offTime, n: 1700000000500},
+		"@2023-11-14T22:13:20Z":   {kind: offTime, n: 1700000000000},
 	} {
 		got, err := parseOffsetSpec("--offset", in, true, true)
 		if err != nil || got != want {

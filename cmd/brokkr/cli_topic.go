@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -154,6 +155,13 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 	f.StringArrayVarP(&configs, "config", "c", nil, "topic config key=value (repeatable)")
 	f.BoolVar(&dryRun, "dry-run", false, "only validate the request; create nothing")
 	f.BoolVar(&ifNotExists, "if-not-exists", false, "succeed when a topic already exists")
+	// kafka-topics.sh spells it --replication-factor.
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "replication-factor" {
+			name = "replicas"
+		}
+		return pflag.NormalizedName(name)
+	})
 	return c
 }
 

@@ -91,9 +91,9 @@ func TestTopicLifecycle(t *testing.T) {
 	}
 
 	// list, table and JSON
-	mustRun(t, "", "topic", "create", "audit", "-p", "1", "--brokers", b)
+	mustRun(t, "", "topic", "create", "audit", "-p", "1", "--replication-factor", "3", "--brokers", b)
 	r = mustRun(t, "", "topic", "list", "--brokers", b)
-	if !regexp.MustCompile(`(?m)^NAME\s+ID\s+PARTITIONS\s+REPLICAS\n(audit\s+\S+\s+1\s+\d+)\n(orders\s+\S+\s+3\s+2)\n$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^NAME\s+ID\s+PARTITIONS\s+REPLICAS\n(audit\s+\S+\s+1\s+3)\n(orders\s+\S+\s+3\s+2)\n$`).MatchString(r.stdout) {
 		t.Fatalf("list output:\n%s", r.stdout)
 	}
 	ls := listJSON(t, b)
