@@ -416,7 +416,18 @@ func TestServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	nextEvent(t, watch, 10*time.Second)
-	srv.Restart()
+	srv.Kill9()
+	// While the server is down calls fail fast and say so.
+	getCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := a.Get(getCtx, "/d/k"); !errors.Is(err, coord.ErrUnavailable) {
+		t.Fatalf("Get with the server down = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Get with the server down took %v", d)
+	}
+	srv.StartAgain()
 	var v2 coord.Version
 	eventually(t, 30*time.Second, "CAS after restart", func() bool {
 		v2, err = a.CompareAndSet(ctx, "/d/k", []byte("after"), v)
