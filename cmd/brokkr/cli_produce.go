@@ -117,6 +117,10 @@ record gets the --header pairs. A summary goes to stderr (stdout with --json).`,
 				kgo.ProducerBatchCompression(codec),
 				kgo.RequiredAcks(ack),
 				kgo.RecordDeliveryTimeout(o.timeout),
+				// A missing topic is created if the broker allows it
+				// (auto.create.topics.enable), as kcat and the Java
+				// producer do.
+				kgo.AllowAutoTopicCreation(),
 			}
 			if ack != kgo.AllISRAcks() {
 				opts = append(opts, kgo.DisableIdempotentWrite())

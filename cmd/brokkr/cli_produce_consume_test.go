@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -334,5 +335,60 @@ func TestProduceFailures(t *testing.T) {
 	end := describeJSON(t, b, "small").Partitions[0].EndOffset
 	if end != sum.Records {
 		t.Fatalf("the log holds %d records, the summary says %d were delivered", end, sum.Records)
+	}
+}
+
+// TestProduceMissingTopic: without auto-creation the records fail within
+// --timeout with the broker's error; with it the topic appears.
+func TestProduceMissingTopic(t *testing.T) {
+	b := startFake(t)
+	r := runCLI(t, "a\nb\n", "produce", "missing", "--timeout", "2s", "--brokers", b)
+	if r.code == 0 || !strings.Contains(r.stderr, `brokkr: topic "missing": 2 of 2 records failed, first: UNKNOWN_TOPIC_OR_PARTITION`) {
+		t.Fatalf("missing topic: exit %d stderr %q", r.code, r.stderr)
+	}
+	if r.elapsed > 2*time.Second+5*time.Second {
+		t.Fatalf("missing topic: took %s with --timeout 2s", r.elapsed)
+	}
+
+	auto := startFake(t, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
+	mustRun(t, "a\nb\n", "produce", "fresh", "--brokers", auto)
+	if got := flatten(consumeLines(t, auto, "fresh", "--to", "end")); strings.Join(got, ",") != "a,b" {
+		t.Fatalf("auto-created topic holds %v", got)
+	}
+	if ls := listJSON(t, auto); ls["fresh"].Partitions != 2 {
+		t.Fatalf("auto-created topic: %+v", ls["fresh"])
+	}
+}
+
+// TestConsumeOverTransactions: a committed and an aborted transaction end in
+// control records, which are never printed but still let --to end finish.
+func TestConsumeOverTransactions(t *testing.T) {
+	b := startFake(t)
+	mustRun(t, "", "topic", "create", "tx", "-p", "1", "--brokers", b)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(b, ",")...), kgo.TransactionalID("cli-test"), kgo.DefaultProduceTopic("tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, commit := range []kgo.TransactionEndTry{kgo.TryCommit, kgo.TryAbort, kgo.TryCommit} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			if err := cl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("t%d-%d", i, j))).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 9 data records and 3 control records: the log ends at 12 with a marker.
+	r := mustRun(t, "", "consume", "tx", "--to", "end", "--format", `%o:%v\n`, "--brokers", b)
+	want := "0:t0-0\n1:t0-1\n2:t0-2\n4:t1-0\n5:t1-1\n6:t1-2\n8:t2-0\n9:t2-1\n10:t2-2\n"
+	if r.stdout != want {
+		t.Fatalf("consume over transactions:\n got %q\nwant %q", r.stdout, want)
 	}
 }
