@@ -217,6 +217,11 @@ func TestCampaignFencing(t *testing.T) {
 		t.Fatalf("two controllers at once")
 	case <-time.After(time.Second):
 	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := a.Campaign(short, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("campaign past its deadline = %v", err)
+	}
 	stale := la.Store()
 	if err := la.Resign(ctx); err != nil {
 		t.Fatal(err)

@@ -319,6 +319,39 @@ func TestWatch(t *testing.T) {
 	if ev := nextEvent(t, ch2, 10*time.Second); ev.Kind != coord.EventPut || ev.Key != "/later/xx" {
 		t.Fatalf("event = %+v, want put /later/xx", ev)
 	}
+	// A watch ends when its context does, and all of them when the backend closes.
+	wctx, cancel := context.WithCancel(ctx)
+	ch3, err := b.Watch(wctx, "/t/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, ch3, 10*time.Second)
+	cancel()
+	waitClosed(t, ch3)
+	b.Close()
+	waitClosed(t, ch)
+	waitClosed(t, ch2)
+	if _, err := b.Get(ctx, "/t/a"); !errors.Is(err, coord.ErrClosed) {
+		t.Fatalf("Get after Close = %v, want ErrClosed", err)
+	}
+	if _, err := b.Watch(ctx, "/t/"); !errors.Is(err, coord.ErrClosed) {
+		t.Fatalf("Watch after Close = %v, want ErrClosed", err)
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan coord.Event) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("watch channel not closed")
+		}
+	}
 }
 
 // TestWatchSequence: one writer's many CAS steps reach the watcher in order,
