@@ -211,7 +211,7 @@ With neither, consume runs until interrupted.
 	f.StringVarP(&offset, "offset", "o", "start", "where to start: start, end, N, -N or @timestamp_ms")
 	f.StringVar(&to, "to", "", "where to stop (exclusive): N, end or @timestamp_ms")
 	f.Int64VarP(&num, "num", "n", 0, "stop after this many records (0: no limit)")
-	f.Int32SliceVarP(&partitions, "partitions", "P", nil, "only these partitions, e.g. 0,1 (default: all)")
+	f.Int32SliceVarP(&partitions, "partitions", "p", nil, "only these partitions, e.g. 0,1 (default: all)")
 	f.StringVarP(&format, "format", "f", `%v\n`, "output format, kcat -f style (see above)")
 	return c
 }
