@@ -18,7 +18,7 @@ import (
 
 // ErrInvalidKey: a key is not a slash-separated absolute path ZooKeeper
 // accepts, or it names a znode the backend owns (/controller,
-// /controller_epoch, /brokers/ids/...) and the call would write it.
+// /controller_epoch, /brokers/ids/...), which are not Store records.
 var ErrInvalidKey = errors.New("coord/zk: invalid key")
 
 // Backend is a coord.Backend over one ZooKeeper session. The session is
@@ -364,15 +364,16 @@ func (b *Backend) key(p string) string {
 	return k
 }
 
-// checkKey validates a record key; write says whether the call writes it.
-func checkKey(key string, write bool) error {
+// checkKey validates a record key. The backend's own znodes are not Store
+// records: Get and the writes refuse them (List and Watch leave them out).
+func checkKey(key string) error {
 	if key == "/" {
 		return fmt.Errorf("%w: %q is the root, not a record", ErrInvalidKey, key)
 	}
 	if err := checkPath(key); err != nil {
 		return fmt.Errorf("%w: %q: %v", ErrInvalidKey, key, err)
 	}
-	if write && reserved(key) {
+	if reserved(key) {
 		return fmt.Errorf("%w: %q is managed by the backend (registration, controller)", ErrInvalidKey, key)
 	}
 	return nil
@@ -445,7 +446,7 @@ func nonNil(v []byte) []byte {
 // Get returns the record at key after a sync, so it sees every write that
 // completed before the call.
 func (b *Backend) Get(ctx context.Context, key string) (coord.Record, error) {
-	if err := checkKey(key, false); err != nil {
+	if err := checkKey(key); err != nil {
 		return coord.Record{}, b.mapErr("get", key, err)
 	}
 	p := b.path(key)
@@ -484,7 +485,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]coord.Record, erro
 		if err != nil {
 			return err
 		}
-		out = b.records(nodes, prefix)
+		out = b.records(nodes, prefix, false)
 		return nil
 	})
 	if err != nil {
@@ -493,15 +494,16 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]coord.Record, erro
 	return out, nil
 }
 
-// records turns walked znodes into the sorted records under prefix.
-func (b *Backend) records(nodes map[string]*znode, prefix string) []coord.Record {
+// records turns walked znodes into the sorted records under prefix;
+// internal includes the backend's own znodes.
+func (b *Backend) records(nodes map[string]*znode, prefix string, internal bool) []coord.Record {
 	out := []coord.Record{}
 	for p, n := range nodes {
 		if n.data == nil {
 			continue
 		}
 		k := b.key(p)
-		if k == "/" || !strings.HasPrefix(k, prefix) {
+		if k == "/" || !strings.HasPrefix(k, prefix) || (!internal && reserved(k)) {
 			continue
 		}
 		out = append(out, coord.Record{Key: k, Value: n.data, Version: version(n.stat)})
@@ -617,7 +619,7 @@ func (b *Backend) Create(ctx context.Context, key string, value []byte) (coord.V
 }
 
 func (b *Backend) create(ctx context.Context, key string, value []byte, f *fence) (coord.Version, error) {
-	if err := checkKey(key, true); err != nil {
+	if err := checkKey(key); err != nil {
 		return coord.NoVersion, b.mapErr("create", key, err)
 	}
 	p := b.path(key)
@@ -673,7 +675,7 @@ func (b *Backend) CompareAndSet(ctx context.Context, key string, value []byte, e
 }
 
 func (b *Backend) cas(ctx context.Context, key string, value []byte, expect coord.Version, f *fence) (coord.Version, error) {
-	if err := checkKey(key, true); err != nil {
+	if err := checkKey(key); err != nil {
 		return coord.NoVersion, b.mapErr("compare-and-set", key, err)
 	}
 	p := b.path(key)
@@ -712,7 +714,7 @@ func (b *Backend) Delete(ctx context.Context, key string, expect coord.Version) 
 }
 
 func (b *Backend) del(ctx context.Context, key string, expect coord.Version, f *fence) error {
-	if err := checkKey(key, true); err != nil {
+	if err := checkKey(key); err != nil {
 		return b.mapErr("delete", key, err)
 	}
 	p := b.path(key)

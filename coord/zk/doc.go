@@ -13,9 +13,11 @@
 // A record is a znode with data (possibly empty). Missing parents are
 // created as "directory" znodes with null data; they are not records, and
 // Delete prunes empty ones again. Deleting a record that has children (a
-// topic above its partitions) turns it into a directory znode. The writes
-// to /controller, /controller_epoch and /brokers/ids go through Register and
-// Campaign only; the Store refuses them with ErrInvalidKey.
+// topic above its partitions) turns it into a directory znode.
+// /controller, /controller_epoch and /brokers/ids/... belong to Register,
+// WatchBrokers, Campaign and Controller: they are not Store records (List
+// and Watch leave them out; Get and the writes refuse them with
+// ErrInvalidKey), so the Store holds the same keys on every backend.
 //
 // # Versions
 //

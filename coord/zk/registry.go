@@ -221,7 +221,7 @@ func (r *registration) Close(ctx context.Context) error {
 // WatchBrokers follows /brokers/ids and sends the whole live set after every
 // change; a slow reader gets the newest set, never a stale one.
 func (b *Backend) WatchBrokers(ctx context.Context) (<-chan []coord.BrokerInfo, error) {
-	events, err := b.watch(ctx, brokersKey+"/")
+	events, err := b.watch(ctx, brokersKey+"/", true)
 	if err != nil {
 		return nil, err
 	}

@@ -199,6 +199,13 @@ func TestCampaignFencing(t *testing.T) {
 	if id, ep, err := bb.Controller(ctx); err != nil || id != 1 || ep != la.Epoch() {
 		t.Fatalf("Controller = %d %d %v, want 1 %d", id, ep, err, la.Epoch())
 	}
+	// The controller znodes are the backend's, not Store records.
+	if recs, err := bb.List(ctx, "/"); err != nil || len(recs) != 0 {
+		t.Fatalf("List(/) = %+v %v, want no records", recs, err)
+	}
+	if _, err := bb.Get(ctx, "/controller"); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("Get(/controller) = %v, want ErrInvalidKey", err)
+	}
 	v, err := la.Store().Create(ctx, "/brokers/topics/t/partitions/0/state", []byte("e1"))
 	if err != nil {
 		t.Fatalf("fenced create: %v", err)
@@ -453,9 +460,9 @@ func TestServerRestart(t *testing.T) {
 		}
 	}
 	obs := open(t, srv.Addr(), "/r", testSession)
-	recs, err := obs.List(ctx, "/brokers/ids/")
-	if err != nil || len(recs) != 1 || recs[0].Key != "/brokers/ids/3" {
-		t.Fatalf("registrations after restart = %+v %v", recs, err)
+	ids, _, err := obs.conn.Children("/r/brokers/ids")
+	if err != nil || len(ids) != 1 || ids[0] != "3" {
+		t.Fatalf("registrations after restart = %v %v", ids, err)
 	}
 }
 

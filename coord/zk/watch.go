@@ -37,6 +37,8 @@ type watcher struct {
 	prefix string
 	dir    string // znode path of the deepest directory holding the prefix
 	out    chan coord.Event
+	// internal watchers (WatchBrokers) also see the backend's own znodes.
+	internal bool
 
 	mu         sync.Mutex
 	dirty      map[string]int
@@ -54,12 +56,12 @@ func (b *Backend) Watch(ctx context.Context, prefix string) (<-chan coord.Event,
 	if prefix != "" && prefix[0] != '/' {
 		return nil, b.mapErr("watch", prefix, fmt.Errorf("%w: prefix %q must start with /", ErrInvalidKey, prefix))
 	}
-	return b.watch(ctx, prefix)
+	return b.watch(ctx, prefix, false)
 }
 
-func (b *Backend) watch(ctx context.Context, prefix string) (<-chan coord.Event, error) {
+func (b *Backend) watch(ctx context.Context, prefix string, internal bool) (<-chan coord.Event, error) {
 	w := &watcher{
-		b: b, ctx: ctx, prefix: prefix, dir: b.path(prefixDir(prefix)),
+		b: b, ctx: ctx, prefix: prefix, dir: b.path(prefixDir(prefix)), internal: internal,
 		out:        make(chan coord.Event, 1024),
 		dirty:      map[string]int{},
 		armedData:  map[string]bool{},
@@ -208,7 +210,7 @@ func (w *watcher) run() {
 var errStop = errors.New("watch stopped")
 
 func (w *watcher) send(ev coord.Event) error {
-	if ev.Kind != coord.EventResync && (!strings.HasPrefix(ev.Key, w.prefix) || ev.Key == "/") {
+	if ev.Kind != coord.EventResync && (!strings.HasPrefix(ev.Key, w.prefix) || ev.Key == "/" || (!w.internal && reserved(ev.Key))) {
 		return nil
 	}
 	select {
@@ -229,7 +231,7 @@ func (w *watcher) doResync() error {
 		return err
 	}
 	w.nodes = nodes
-	return w.send(coord.Event{Kind: coord.EventResync, Snapshot: w.b.records(nodes, w.prefix)})
+	return w.send(coord.Event{Kind: coord.EventResync, Snapshot: w.b.records(nodes, w.prefix, w.internal)})
 }
 
 // apply re-reads the dirty paths, parents before children.
