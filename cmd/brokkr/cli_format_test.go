@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +104,27 @@ func FuzzCompileFormat(f *testing.F) {
 			t.Fatalf("plain %q printed as %q", s, out)
 		}
 	})
+}
+
+func TestReadLine(t *testing.T) {
+	long := strings.Repeat("x", 100<<10) // longer than the 64 KiB reader buffer
+	in := "\nabc\n" + long + "\n" + "tail"
+	r := bufio.NewReaderSize(strings.NewReader(in), 64<<10)
+	want := []string{"", "abc", long, "tail"}
+	for i, w := range want {
+		line, err := readLine(r, len(long))
+		if string(line) != w || line == nil || (err != nil) != (i == len(want)-1) {
+			t.Fatalf("line %d: got %d bytes (nil %v), err %v; want %d bytes", i, len(line), line == nil, err, len(w))
+		}
+	}
+	if line, err := readLine(r, 10); line != nil || err != io.EOF {
+		t.Fatalf("after the end: %q, %v", line, err)
+	}
+	// Exactly at the limit passes, one byte over fails, with or without '\n'.
+	for in, ok := range map[string]bool{"12345\n": true, "12345": true, "123456\n": false, "123456": false} {
+		_, err := readLine(bufio.NewReaderSize(strings.NewReader(in), 16), 5)
+		if (err == nil || err == io.EOF) != ok {
+			t.Errorf("%q with limit 5: err %v", in, err)
+		}
+	}
 }

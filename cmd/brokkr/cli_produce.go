@@ -169,7 +169,7 @@ record gets the --header pairs. A summary goes to stderr (stdout with --json).`,
 			var readErr error
 			var lines int64
 			for ctx.Err() == nil {
-				line, err := readLine(in)
+				line, err := readLine(in, maxLineBytes)
 				if err != nil && err != io.EOF {
 					readErr = fmt.Errorf("reading stdin after %d lines: %v", lines, err)
 					break
@@ -240,22 +240,22 @@ record gets the --header pairs. A summary goes to stderr (stdout with --json).`,
 	return c
 }
 
-// readLine returns the next line without its '\n'. At the end of input it
-// returns the last unterminated line with io.EOF, or nil and io.EOF.
-func readLine(r *bufio.Reader) ([]byte, error) {
+// readLine returns the next line without its '\n', refusing lines longer
+// than limit bytes. At the end of input it returns the last unterminated line
+// with io.EOF, or nil and io.EOF.
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := r.ReadSlice('\n')
-		if len(line)+len(frag) > maxLineBytes {
-			return nil, fmt.Errorf("a line is longer than %d bytes", maxLineBytes)
+		if n := len(line) + len(frag); n > limit+1 || (n == limit+1 && frag[len(frag)-1] != '\n') {
+			return nil, fmt.Errorf("a line is longer than %d bytes", limit)
 		}
 		switch err {
 		case nil:
-			line = append(line, frag[:len(frag)-1]...)
-			if line == nil {
-				line = []byte{}
+			if line == nil { // the common case: the whole line was buffered
+				return append(make([]byte, 0, len(frag)-1), frag[:len(frag)-1]...), nil
 			}
-			return line, nil
+			return append(line, frag[:len(frag)-1]...), nil
 		case bufio.ErrBufferFull:
 			line = append(line, frag...)
 		case io.EOF:
