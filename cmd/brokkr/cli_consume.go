@@ -171,6 +171,9 @@ With neither, consume runs until interrupted.
 					return err
 				}
 			}
+			if from.kind == offExact && until.kind == offExact && until.n <= from.n {
+				return fmt.Errorf("--to %d is not after --offset %d (--to is exclusive)", until.n, from.n)
+			}
 			if num < 0 {
 				return fmt.Errorf("-n/--num: must be >= 0, got %d", num)
 			}

@@ -306,6 +306,7 @@ func TestConsumeBounds(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("consume --offset past the end -n 2 did not finish within 30s")
 	}
+	mustFail(t, []string{"--to 5 is not after --offset 10"}, "", "consume", "b", "--offset", "10", "--to", "5", "--brokers", b)
 	mustFail(t, []string{`topic "b" has no partition 7`}, "", "consume", "b", "--partitions", "7", "--brokers", b)
 	mustFail(t, []string{`topic "zz": UNKNOWN_TOPIC_OR_PARTITION`}, "", "consume", "zz", "--to", "end", "--brokers", b)
 	mustFail(t, []string{"unknown directive %q"}, "", "consume", "b", "--format", "%q", "--brokers", b)
@@ -355,8 +356,13 @@ func TestProduceMissingTopic(t *testing.T) {
 	if got := flatten(consumeLines(t, auto, "fresh", "--to", "end")); strings.Join(got, ",") != "a,b" {
 		t.Fatalf("auto-created topic holds %v", got)
 	}
-	if ls := listJSON(t, auto); ls["fresh"].Partitions != 2 {
-		t.Fatalf("auto-created topic: %+v", ls["fresh"])
+	// Only produce asks for auto-creation: a typo in describe or consume
+	// must not create a topic.
+	mustFail(t, []string{`topic "ghost": UNKNOWN_TOPIC_OR_PARTITION`}, "", "topic", "describe", "ghost", "--brokers", auto)
+	mustFail(t, []string{`topic "ghost": UNKNOWN_TOPIC_OR_PARTITION`}, "", "consume", "ghost", "--to", "end", "--brokers", auto)
+	ls := listJSON(t, auto)
+	if ls["fresh"].Partitions != 2 || len(ls) != 1 {
+		t.Fatalf("auto-create cluster topics: %+v", ls)
 	}
 }
 
