@@ -73,7 +73,7 @@ func splitList(s string) []string {
 func addClientFlags(cmd *cobra.Command, o *clientOpts) {
 	f := cmd.PersistentFlags()
 	f.StringSliceVar(&o.brokers, "brokers", defaultBrokerList(),
-		"comma-separated seed brokers host:port (default from $"+brokersEnv+")")
+		"seed brokers host:port,... ($"+brokersEnv+", else "+defaultBrokers+")")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second,
 		"time-out for reaching the cluster and for each request")
 	f.BoolVar(&o.json, "json", false, "print JSON for scripts instead of tables")
@@ -91,6 +91,19 @@ func addAdminCommands(root *cobra.Command) {
 		addClientFlags(c, o)
 		root.AddCommand(c)
 	}
+}
+
+// nounRun makes a noun command (topic, cluster) print its help when given no
+// verb and fail on an unknown one, instead of printing help and exiting 0.
+func nounRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return errors.New(msg)
 }
 
 // validate checks the shared flags.

@@ -12,7 +12,8 @@ func newClusterCmd(o *clientOpts) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cluster",
 		Short: "Inspect the cluster",
-		Args:  cobra.NoArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  nounRun,
 	}
 	c.AddCommand(newClusterInfoCmd(o))
 	return c

@@ -15,7 +15,8 @@ func newTopicCmd(o *clientOpts) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "topic",
 		Short: "Create, list, describe, alter and delete topics",
-		Args:  cobra.NoArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  nounRun,
 	}
 	c.AddCommand(
 		newTopicCreateCmd(o),

@@ -285,3 +285,13 @@ func TestClusterInfo(t *testing.T) {
 		t.Fatalf("cluster info --api-versions:\n%s", r.stdout)
 	}
 }
+
+// TestUnknownVerb: a mistyped verb is an error with a suggestion, not help
+// and exit 0.
+func TestUnknownVerb(t *testing.T) {
+	mustFail(t, []string{`unknown command "creat" for "brokkr topic" (did you mean create?)`}, "", "topic", "creat", "x")
+	mustFail(t, []string{`unknown command "inf" for "brokkr cluster"`}, "", "cluster", "inf")
+	if r := runCLI(t, "", "topic"); r.code != 0 || !strings.Contains(r.stdout, "add-partitions") {
+		t.Fatalf("topic without a verb: exit %d\n%s", r.code, r.stdout)
+	}
+}
