@@ -225,7 +225,8 @@ record gets the --header pairs. A summary goes to stderr (stdout with --json).`,
 				if err := writeJSON(cmd.OutOrStdout(), sum); err != nil {
 					return err
 				}
-			} else {
+			} else if sum.Records > 0 || runErr == nil {
+				// With nothing delivered, the error line says it all.
 				printProduceSummary(cmd.ErrOrStderr(), sum)
 			}
 			return runErr

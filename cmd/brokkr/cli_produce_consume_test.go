@@ -312,6 +312,7 @@ func TestConsumeBounds(t *testing.T) {
 	mustFail(t, []string{"unknown directive %q"}, "", "consume", "b", "--format", "%q", "--brokers", b)
 	mustFail(t, []string{`--offset "soon"`}, "", "consume", "b", "--offset", "soon", "--brokers", b)
 	mustFail(t, []string{`--to: "start" makes no sense`}, "", "consume", "b", "--to", "start", "--brokers", b)
+	mustFail(t, []string{`topic "b": 1 of 1 records failed, first: `, "partition"}, "x\n", "produce", "b", "--partition", "9", "--timeout", "3s", "--brokers", b)
 	mustFail(t, []string{`--compression: unknown codec "brotli"`}, "x\n", "produce", "b", "--compression", "brotli", "--brokers", b)
 	mustFail(t, []string{`--acks: want all, 1 or 0`}, "x\n", "produce", "b", "--acks", "2", "--brokers", b)
 	mustFail(t, []string{`--header "nokey": want key=value`}, "x\n", "produce", "b", "-H", "nokey", "--brokers", b)
