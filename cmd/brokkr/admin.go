@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -143,6 +144,10 @@ func (o *clientOpts) connect(ctx context.Context, extra ...kgo.Opt) (*kgo.Client
 		kgo.ClientID("brokkr-cli"),
 		kgo.DialTimeout(dial),
 		kgo.RetryTimeout(o.timeout),
+		// The read deadline of every request (the connection's own
+		// ApiVersions included) is its time-out plus this overhead; the
+		// default of 10s would let a silent broker outlast --timeout.
+		kgo.RequestTimeoutOverhead(o.timeout),
 	}
 	opts = append(opts, extra...)
 	cl, err := kgo.NewClient(opts...)
@@ -151,14 +156,28 @@ func (o *clientOpts) connect(ctx context.Context, extra ...kgo.Opt) (*kgo.Client
 	}
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := cl.Ping(pctx); err != nil {
+	// kgo may finish a connection's handshake before it looks at the
+	// context again; the answer must not wait for that.
+	pinged := make(chan error, 1)
+	go func() { pinged <- cl.Ping(pctx) }()
+	select {
+	case err = <-pinged:
+	case <-pctx.Done():
+		err = pctx.Err()
+	}
+	if err != nil {
 		cl.Close()
-		if pctx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("cannot reach any broker of %s within %s: %s",
-				strings.Join(o.brokers, ","), o.timeout, oneLine(err.Error()))
+		all := strings.Join(o.brokers, ",")
+		var ne net.Error
+		switch {
+		case ctx.Err() != nil: // interrupted
+			return nil, fmt.Errorf("cannot reach any broker of %s: %v", all, ctx.Err())
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("cannot reach any broker of %s: no answer within %s", all, o.timeout)
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, fmt.Errorf("cannot reach any broker of %s within %s: %s", all, o.timeout, oneLine(err.Error()))
 		}
-		return nil, fmt.Errorf("cannot reach any broker of %s: %s",
-			strings.Join(o.brokers, ","), oneLine(err.Error()))
+		return nil, fmt.Errorf("cannot reach any broker of %s: %s", all, oneLine(err.Error()))
 	}
 	return cl, nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -204,8 +206,35 @@ func TestUnreachableBroker(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "cannot reach any broker of 192.0.2.1:9092") || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("blackhole: exit %d stderr %q", r.code, r.stderr)
 	}
+	t.Logf("blackhole: %s after %s", strings.TrimSpace(r.stderr), r.elapsed)
 	if r.elapsed > 2*time.Second+3*time.Second {
 		t.Fatalf("blackhole: took %s with --timeout 2s", r.elapsed)
+	}
+
+	// A broker that accepts connections and never answers: the time-out
+	// itself must end the command, with a message that says so.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mute.Close() })
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	r = runCLI(t, "", "topic", "list", "--brokers", mute.Addr().String(), "--timeout", "2s")
+	t.Logf("mute broker: %s after %s", strings.TrimSpace(r.stderr), r.elapsed)
+	if r.code == 0 || !regexp.MustCompile(`^brokkr: cannot reach any broker of `+regexp.QuoteMeta(mute.Addr().String())+`( within 2s: .*timeout|: no answer within 2s)\n$`).MatchString(r.stderr) || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("mute broker: exit %d stderr %q", r.code, r.stderr)
+	}
+	if r.elapsed < 2*time.Second || r.elapsed > 5*time.Second {
+		t.Fatalf("mute broker: took %s with --timeout 2s", r.elapsed)
 	}
 
 	mustFail(t, []string{`"nohost" has no port`}, "", "topic", "list", "--brokers", "nohost")
