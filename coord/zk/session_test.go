@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/brokkr/brokkr/coord"
+	"github.com/brokkr/brokkr/coord/coordtest"
 	"github.com/brokkr/brokkr/coord/zk/zktest"
 )
 
@@ -23,6 +24,7 @@ import (
 const childEnv = "BROKKR_ZK_CHILD"
 
 func TestMain(m *testing.M) {
+	coordtest.MaybeChild(func(spec string) (coord.Backend, error) { return openSpec(spec) })
 	if v := os.Getenv(childEnv); v != "" {
 		os.Exit(runChild(v))
 	}

@@ -48,6 +48,7 @@ type watcher struct {
 	kick       chan struct{}
 
 	nodes map[string]*znode // run goroutine only
+	batch map[string]int    // the dirty paths being applied (run goroutine only)
 }
 
 // Watch delivers every change under prefix. See the package doc for how
@@ -241,6 +242,8 @@ func (w *watcher) apply(dirty map[string]int) error {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	w.batch = dirty
+	defer func() { w.batch = nil }()
 	for _, p := range paths {
 		if err := w.refresh(p, dirty[p]); err != nil {
 			return err
@@ -358,15 +361,23 @@ func (w *watcher) discover(p string) error {
 }
 
 // remove forgets the subtree at p and delivers a Delete per record in it.
+// A record whose data changed (an event in this batch) before it went would
+// hide that change behind the Delete: gap.
 func (w *watcher) remove(p string) error {
-	var gone []string
+	var gone, all []string
 	for q, n := range w.nodes {
 		if q == p || strings.HasPrefix(q, p+"/") {
 			if n.data != nil {
+				if w.batch[q]&fData != 0 {
+					return errGap
+				}
 				gone = append(gone, q)
 			}
-			delete(w.nodes, q)
+			all = append(all, q)
 		}
+	}
+	for _, q := range all {
+		delete(w.nodes, q)
 	}
 	sort.Strings(gone)
 	for _, q := range gone {
