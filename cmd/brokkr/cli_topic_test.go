@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -322,5 +327,65 @@ func TestUnknownVerb(t *testing.T) {
 	mustFail(t, []string{`unknown command "inf" for "brokkr cluster"`}, "", "cluster", "inf")
 	if r := runCLI(t, "", "topic"); r.code != 0 || !strings.Contains(r.stdout, "add-partitions") {
 		t.Fatalf("topic without a verb: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// TestBinaryInterruptedConsume: an unbounded consume prints records as they
+// come and exits 0 on SIGINT, having flushed what it printed.
+func TestBinaryInterruptedConsume(t *testing.T) {
+	b := startFake(t)
+	mustRun(t, "", "topic", "create", "live", "-p", "1", "--brokers", b)
+	mustRun(t, "one\ntwo\n", "produce", "live", "--brokers", b)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCLIHelperProcess$", "--", "consume", "live", "--brokers", b, "-f", `%o:%v\n`)
+	cmd.Env = append(os.Environ(), "BROKKR_CLI_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case l := <-lines:
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no output within 30s; stderr %q", errOut.String())
+		}
+		return ""
+	}
+	if l := next(); l != "0:one" {
+		t.Fatalf("first line %q", l)
+	}
+	if l := next(); l != "1:two" {
+		t.Fatalf("second line %q", l)
+	}
+	// A record produced while it waits shows up too.
+	mustRun(t, "three\n", "produce", "live", "--brokers", b)
+	if l := next(); l != "2:three" {
+		t.Fatalf("third line %q", l)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for range lines { // drain until the child closes stdout
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGINT: %v, stderr %q", err, errOut.String())
 	}
 }
