@@ -176,6 +176,18 @@ func TestTopicCreateErrors(t *testing.T) {
 	}
 	mustFail(t, []string{"2 of 2 topics failed", `topic "u": TOPIC_ALREADY_EXISTS`, `topic "v": TOPIC_ALREADY_EXISTS`}, "", "topic", "create", "u", "v", "--brokers", b)
 
+	// --json still reports every topic, and the exit code still says failure.
+	r = runCLI(t, "", "topic", "create", "t", "j", "--json", "--brokers", b)
+	var rs []topicResult
+	decodeJSON(t, r.stdout, &rs)
+	if r.code == 0 || len(rs) != 2 || rs[0].Topic != "t" || rs[0].Status != "failed" || !strings.HasPrefix(rs[0].Error, "TOPIC_ALREADY_EXISTS: ") ||
+		rs[1].Topic != "j" || rs[1].Status != "created" || rs[1].ID == "" || rs[1].Error != "" {
+		t.Fatalf("create --json partial failure: exit %d %+v", r.code, rs)
+	}
+	if r := mustRun(t, "", "topic", "list", "--json", "--brokers", startFake(t)); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("empty list --json: %q", r.stdout)
+	}
+
 	r = mustRun(t, "", "topic", "create", "t", "w", "--if-not-exists", "--brokers", b)
 	if !regexp.MustCompile(`(?m)^t\s+.*exists \(skipped\)$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^w\s+.*created$`).MatchString(r.stdout) {
 		t.Fatalf("--if-not-exists output:\n%s", r.stdout)
