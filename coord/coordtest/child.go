@@ -88,8 +88,9 @@ func childInfo(id int32) coord.BrokerInfo {
 	}
 }
 
-// child is a registrant process started by the suite.
-type child struct {
+// Child is a registrant process started by the suite (or by a backend's
+// benchmarks through StartChild).
+type Child struct {
 	id      int32
 	cmd     *exec.Cmd
 	stdin   *os.File
@@ -101,24 +102,26 @@ type child struct {
 	waitErr error
 }
 
-// startChild runs the test binary again as a registrant of broker id and
-// waits (up to limit) for its ready line.
-func startChild(t *testing.T, h Harness, id int32, campaign bool, limit time.Duration) *child {
+// StartChild runs the test binary again (its TestMain must call MaybeChild)
+// as a registrant of broker id, opened from spec, that also campaigns for
+// controller when campaign is set, and waits up to limit for it to be ready.
+// t.Cleanup kills it.
+func StartChild(t testing.TB, spec string, id int32, campaign bool, limit time.Duration) *Child {
 	t.Helper()
-	if h.ChildSpec == "" {
-		t.Fatalf("%s: Harness.ChildSpec is empty: the suite cannot start a registrant process", h.Name)
+	if spec == "" {
+		t.Fatalf("coordtest: empty child spec: cannot start a registrant process")
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatalf("pipe: %v", err)
 	}
-	c := &child{id: id, stdin: w, ready: make(chan string, 1), exited: make(chan struct{}), stderr: &lockedBuffer{}}
+	c := &Child{id: id, stdin: w, ready: make(chan string, 1), exited: make(chan struct{}), stderr: &lockedBuffer{}}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	camp := "0"
 	if campaign {
 		camp = "1"
 	}
-	c.cmd.Env = append(os.Environ(), envSpec+"="+h.ChildSpec, envBroker+"="+strconv.Itoa(int(id)), envCampaign+"="+camp)
+	c.cmd.Env = append(os.Environ(), envSpec+"="+spec, envBroker+"="+strconv.Itoa(int(id)), envCampaign+"="+camp)
 	c.cmd.Stdin = r
 	c.cmd.Stdout = &lineWriter{fn: func(line string) {
 		if strings.HasPrefix(line, readyPrefix) {
@@ -166,8 +169,19 @@ func startChild(t *testing.T, h Harness, id int32, campaign bool, limit time.Dur
 	return c
 }
 
-// kill sends SIGKILL to the child (by its PID) and notes when.
-func (c *child) kill() {
+// Epoch is the controller epoch the child won (0 if it did not campaign).
+func (c *Child) Epoch() int64 { return c.epoch }
+
+// PID is the child's process ID.
+func (c *Child) PID() int { return c.cmd.Process.Pid }
+
+// Kill sends SIGKILL to the child (by its PID) and returns when it was sent.
+func (c *Child) Kill() time.Time {
+	c.kill()
+	return c.killed
+}
+
+func (c *Child) kill() {
 	select {
 	case <-c.exited:
 		return

@@ -698,7 +698,7 @@ func (s *suite) testKilledRegistrant(t *testing.T) {
 	obs := s.client(t)
 	bw := watchBrokers(t, obs)
 	id := s.base + 10
-	c := startChild(t, s.h, id, false, s.campaignLimit())
+	c := s.startChild(t, id, false, s.campaignLimit())
 	want := childInfo(id)
 	eventually(t, 15*time.Second, "the child's registration appears", func() error {
 		got, ok, _ := bw.find(id)
@@ -910,7 +910,7 @@ func (s *suite) testKilledController(t *testing.T) {
 	t.Cleanup(func() { _ = obs.Close() })
 	bw := watchBrokers(t, obs)
 	id := s.base + 30
-	c := startChild(t, s.h, id, true, s.campaignLimit())
+	c := s.startChild(t, id, true, s.campaignLimit())
 	eventually(t, 15*time.Second, "the child is the controller", func() error {
 		got, ep, err := obs.Controller(testCtx(t))
 		if err != nil || got != id || ep != c.epoch {
@@ -1043,6 +1043,14 @@ func (s *suite) testWatchRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%s: watch converged after the restart; %d resyncs seen (first included)", s.h.Name, resyncs)
+}
+
+func (s *suite) startChild(t *testing.T, id int32, campaign bool, limit time.Duration) *Child {
+	t.Helper()
+	if s.h.ChildSpec == "" {
+		t.Fatalf("%s: Harness.ChildSpec is empty: the suite cannot start a registrant process", s.h.Name)
+	}
+	return StartChild(t, s.h.ChildSpec, id, campaign, limit)
 }
 
 func createArtifact(t *testing.T, pattern string) (*os.File, error) {
