@@ -25,7 +25,7 @@ func TestValidateBatch(t *testing.T) {
 	secondDelta := func(b []byte) int {
 		p := segment.HeaderSize
 		l, n := binary.Varint(b[p:])
-		p += n + int(l)     // skip record 0
+		p += n + int(l)             // skip record 0
 		_, n = binary.Varint(b[p:]) // length of record 1
 		p += n + 1                  // attributes
 		_, n = binary.Varint(b[p:]) // timestampDelta

@@ -255,7 +255,7 @@ func Open(fsys FS, dir string, base int64, cfg Config, recoverFrom int64) (*Segm
 		reason = "index does not cover the log tail"
 	}
 	if reason == "" && recoverFrom >= 0 {
-		k = s.idx.floor(recoverFrom-1) // last entry whose batch is below recoverFrom
+		k = s.idx.floor(recoverFrom - 1) // last entry whose batch is below recoverFrom
 	}
 	if err := s.Activate(); err != nil {
 		return fail(err)
@@ -927,4 +927,3 @@ func (s *Segment) ReadBatch(pos int64) ([]byte, error) {
 	}
 	return b, nil
 }
-
