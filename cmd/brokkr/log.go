@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,18 +160,12 @@ func dumpRecords(out io.Writer, f *os.File, pos int64, h segment.BatchHeader, as
 	if _, err := f.ReadAt(batch, pos); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	if h.Codec() != codec.None {
-		recs, err := codec.Decompress(h.Codec(), batch[segment.HeaderSize:], 256<<20)
-		if err != nil {
-			fmt.Fprintf(out, "| cannot decompress the records: %v\n", err)
-			return nil
-		}
-		// Re-frame as an uncompressed batch so WalkRecords can read it.
-		plain := append(append([]byte(nil), batch[:segment.HeaderSize]...), recs...)
-		plain[21], plain[22] = byte(h.Attributes>>8), byte(h.Attributes&^7)
-		binary.BigEndian.PutUint32(plain[8:], uint32(len(plain)-segment.LogOverhead))
-		batch = plain
+	plain, err := codec.PlainBatch(batch, 256<<20)
+	if err != nil {
+		fmt.Fprintf(out, "| cannot decompress the records: %v\n", err)
+		return nil
 	}
+	batch = plain
 	return segment.WalkRecords(batch, func(r segment.Record) error {
 		off := h.BaseOffset + int64(r.OffsetDelta)
 		ts := h.BaseTimestamp + r.TimestampDelta
