@@ -199,6 +199,7 @@ type LinearizableOptions struct {
 	OpsPerClient int           // default 60
 	MaxDuration  time.Duration // stop issuing calls after this long; default 60 s
 	CheckTimeout time.Duration // porcupine's budget; default 60 s
+	Pace         time.Duration // pause between one client's calls (to span a fault); default none
 	// DuringHistory, if set, runs once while the clients are busy (a fault
 	// injector: stop a member, restart a server). The history then contains
 	// calls with unknown outcomes, which the model allows either way.
@@ -284,6 +285,9 @@ func RecordHistory(stores []coord.Store, key string, opt LinearizableOptions) (h
 				if out.Kind == outUnknown {
 					ret = -1 // fixed below: may take effect any time after call
 					time.Sleep(50 * time.Millisecond)
+				}
+				if opt.Pace > 0 {
+					time.Sleep(opt.Pace)
 				}
 				mu.Lock()
 				history = append(history, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})

@@ -498,6 +498,21 @@ func (b *Backend) getSession(ctx context.Context) (*session, error) {
 		b.mu.Unlock()
 		b.m.sessionsLost.Inc()
 		b.log.Warn("coord/etcd: session lost: the lease could not be kept alive; registrations and controllership on it are gone", "lease", fmt.Sprintf("%x", int64(cs.Lease())), "ttl_s", b.ttl)
+		// If etcd kept the lease (no quorum: leases do not expire without a
+		// leader, and a new leader extends them), revoke it once reachable
+		// so that its keys do not outlive the Lost signal by another TTL.
+		rctx, cancel := context.WithTimeout(b.ctx, time.Duration(b.ttl)*time.Second*4)
+		defer cancel()
+		for rctx.Err() == nil {
+			_, err := b.cli.Revoke(rctx, cs.Lease())
+			if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return
+			}
+			select {
+			case <-rctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
 	})
 	b.log.Debug("coord/etcd: new session", "lease", fmt.Sprintf("%x", int64(grant.ID)), "ttl_s", grant.TTL)
 	return s, nil

@@ -153,6 +153,17 @@ func (c *cluster) restart(i int) time.Duration {
 	return time.Since(start)
 }
 
+// crash crashes member i (Server.Crash) and forgets it until restart.
+func (c *cluster) crash(i int) {
+	c.mu.Lock()
+	m := c.members[i]
+	c.members[i] = nil
+	c.mu.Unlock()
+	if m != nil {
+		m.Crash()
+	}
+}
+
 // leader returns the index of the member that is raft leader, or -1.
 func (c *cluster) leader() int {
 	for i := range c.members {
@@ -213,7 +224,7 @@ func harness(name string, c *cluster, restart func(t *testing.T)) coordtest.Harn
 func TestConformanceSingleMember(t *testing.T) {
 	c := startCluster(t, 1, testHeart, testElection, false)
 	coordtest.Run(t, harness("etcd-1", c, func(t *testing.T) {
-		c.member(0).Crash()
+		c.crash(0)
 		t.Logf("member restarted in %v", c.restart(0))
 	}))
 }
@@ -227,7 +238,7 @@ func TestConformanceThreeMembers(t *testing.T) {
 		if i < 0 {
 			t.Fatalf("no raft leader")
 		}
-		c.member(i).Crash()
+		c.crash(i)
 		t.Logf("crashed leader member m%d; restarted in %v", i, c.restart(i))
 	}))
 }
