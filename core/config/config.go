@@ -73,6 +73,7 @@ type Config struct {
 	ZookeeperConnectionTimeoutMs int32  // zookeeper.connection.timeout.ms; -1 = session time-out
 	CoordinationSessionTimeoutMs int32  // brokkr.coordination.session.timeout.ms (etcd lease, gossip)
 
+	GossipBind  string // brokkr.gossip.bind: ip:port of this node's gossip listener
 	PluginDir   string // brokkr.plugin.dir
 	AdminListen string // brokkr.admin.listener: host:port for /metrics and health; "" = off
 
@@ -240,6 +241,7 @@ var keys = []key{
 	{name: "zookeeper.session.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperSessionTimeoutMs }},
 	{name: "zookeeper.connection.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperConnectionTimeoutMs }},
 	{name: "brokkr.coordination.session.timeout.ms", kind: kInt, min: 100, max: maxInt32, field: func(c *Config) any { return &c.CoordinationSessionTimeoutMs }},
+	{name: "brokkr.gossip.bind", kind: kString, field: func(c *Config) any { return &c.GossipBind }},
 	{name: "brokkr.plugin.dir", kind: kString, field: func(c *Config) any { return &c.PluginDir }},
 	{name: "brokkr.admin.listener", kind: kString, field: func(c *Config) any { return &c.AdminListen }},
 }
