@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +23,9 @@ import (
 // receiver, RUSAGE_SELF).
 //
 //	go test -run '^$' -bench 'Network' -benchtime 20x -count 3 ./netio/
+//
+// On a shared, noisy machine compare variants with
+// BenchmarkNetworkInterleaved, which runs them in turn within each round.
 
 const benchFileSize = 64 << 20
 
@@ -193,5 +198,137 @@ func BenchmarkServerFetch(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric((rusage(unix.RUSAGE_SELF)-p0).Seconds()/(float64(region)*float64(b.N)/1e9), "process-cpu-s/GB")
 		})
+	}
+}
+
+// receiverPair is benchPair whose receiver counts bytes, so a sender can
+// wait until the peer has really received what it sent.
+func receiverPair(b *testing.B) (*net.TCPConn, func(total int64)) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var got atomic.Int64
+	wake := make(chan struct{}, 1)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := c.Read(buf)
+			got.Add(int64(n))
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		b.Fatal("accept failed")
+	}
+	b.Cleanup(func() { c.Close(); peer.Close() })
+	return c.(*net.TCPConn), func(total int64) {
+		for got.Load() < total {
+			<-wake
+		}
+	}
+}
+
+// BenchmarkNetworkInterleaved runs every variant once per round (64 MiB
+// each, timed until the receiver has it all), so machine noise hits them
+// alike, and reports each variant's median MB/s and CPU per GB over the
+// rounds, plus ratios to the 1 MiB write reference.
+//
+//	go test -run '^$' -bench 'NetworkInterleaved' -benchtime 15x ./netio/
+func BenchmarkNetworkInterleaved(b *testing.B) {
+	f := benchFile(b)
+	var m counters
+	type variant struct {
+		name                 string
+		send                 func() error
+		wait                 func(int64)
+		sent                 int64
+		mbs, sender, process []float64
+	}
+	mk := func(name string, send func(c *net.TCPConn) func() error) *variant {
+		c, wait := receiverPair(b)
+		return &variant{name: name, send: send(c), wait: wait}
+	}
+	buf := make([]byte, 1<<20)
+	vs := []*variant{
+		mk("write1MiB", func(c *net.TCPConn) func() error {
+			return func() error {
+				for i := 0; i < benchFileSize/len(buf); i++ {
+					if _, err := c.Write(buf); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}),
+		mk("sendfile256KiB", func(c *net.TCPConn) func() error {
+			w := newBodyWriter(c, true, 256<<10, 0, &m)
+			return func() error { return w.writeRegion(f, 0, benchFileSize) }
+		}),
+		mk("sendfile1MiB", func(c *net.TCPConn) func() error {
+			w := newBodyWriter(c, true, 1<<20, 0, &m)
+			return func() error { return w.writeRegion(f, 0, benchFileSize) }
+		}),
+		mk("pread+write", func(c *net.TCPConn) func() error {
+			w := newBodyWriter(c, false, 0, 0, &m)
+			return func() error { return w.writeRegion(f, 0, benchFileSize) }
+		}),
+	}
+	b.SetBytes(int64(len(vs)) * benchFileSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, v := range vs {
+			errc := make(chan error, 1)
+			go func() {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				t0, p0, w0 := rusage(unix.RUSAGE_THREAD), rusage(unix.RUSAGE_SELF), time.Now()
+				if err := v.send(); err != nil {
+					errc <- err
+					return
+				}
+				v.sent += benchFileSize
+				v.wait(v.sent)
+				gb := float64(benchFileSize) / 1e9
+				v.mbs = append(v.mbs, float64(benchFileSize)/1e6/time.Since(w0).Seconds())
+				v.sender = append(v.sender, (rusage(unix.RUSAGE_THREAD)-t0).Seconds()/gb)
+				v.process = append(v.process, (rusage(unix.RUSAGE_SELF)-p0).Seconds()/gb)
+				errc <- nil
+			}()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	median := func(x []float64) float64 { y := slices.Clone(x); slices.Sort(y); return y[len(y)/2] }
+	ref := median(vs[0].mbs)
+	for _, v := range vs {
+		b.ReportMetric(median(v.mbs), v.name+"-MB/s")
+		b.ReportMetric(median(v.sender), v.name+"-sender-cpu-s/GB")
+		b.ReportMetric(median(v.process), v.name+"-process-cpu-s/GB")
+		if v != vs[0] {
+			b.ReportMetric(median(v.mbs)/ref, v.name+"/write1MiB")
+		}
+		b.Logf("%-15s MB/s min %.0f median %.0f max %.0f", v.name, slices.Min(v.mbs), median(v.mbs), slices.Max(v.mbs))
 	}
 }
