@@ -164,7 +164,7 @@ func (c *conn) readLoop() {
 		}
 		c.s.m.requestsReceived.Add(1)
 		sl := &slot{key: h.APIKey, version: h.APIVersion, corr: h.CorrelationID}
-		req := &Request{RequestHeader: h, Body: body, Conn: c.info}
+		req := &Request{RequestHeader: h, Body: body, Conn: c.info, Received: time.Now()}
 		resp := c.serve(req)
 		if resp.kind == kindLater {
 			sl.done = make(chan struct{})

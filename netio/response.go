@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 )
 
 // Handler serves requests. Serve is called for the requests of one
@@ -33,6 +34,9 @@ type Request struct {
 	Body []byte
 	// Conn describes the connection the request came on.
 	Conn *Conn
+	// Received is when the whole frame had arrived (for request-time
+	// metrics).
+	Received time.Time
 }
 
 // Conn describes one client connection. Handlers may keep per-connection

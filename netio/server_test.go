@@ -382,6 +382,9 @@ func TestForcedShutdown(t *testing.T) {
 // Several listeners, all bound, each request tagged with its listener.
 func TestListenersAndConnInfo(t *testing.T) {
 	h := HandlerFunc(func(ctx context.Context, req *Request) Response {
+		if time.Since(req.Received) > time.Minute || req.Conn.Remote == nil {
+			return CloseConnection()
+		}
 		n, _ := req.Conn.Value().(int)
 		req.Conn.SetValue(n + 1)
 		return Bytes([]byte(fmt.Sprintf("%s/%d/%s", req.Conn.Listener, n+1, *req.ClientID)))
