@@ -30,14 +30,22 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // Time from a registrant-controller's kill -9 to its disappearance from the
 // live set and to a waiting campaigner's election.
+// ttl-3s is the default; ttl-2s is the smallest session the default raft
+// timing allows (minimum lease TTL: 1.5 x the 1 s election time-out).
 func BenchmarkFailover(b *testing.B) {
 	c := benchCluster(b)
-	spec := childSpec(c.endpoints(), DefaultSessionTimeout)
+	for _, ttl := range []time.Duration{DefaultSessionTimeout, 2 * time.Second} {
+		b.Run(fmt.Sprintf("ttl-%v", ttl), func(b *testing.B) { benchFailover(b, c, ttl) })
+	}
+}
+
+func benchFailover(b *testing.B, c *cluster, ttl time.Duration) {
+	spec := childSpec(c.endpoints(), ttl)
 	var gone, elected []time.Duration
 	for i := 0; b.Loop(); i++ {
-		id := int32(100 + 2*i)
+		id := int32(100 + 2*i + 1000*int(ttl/time.Second))
 		child := coordtest.StartChild(b, spec, id, true, 60*time.Second)
-		obs := client(b, c.endpoints(), DefaultSessionTimeout)
+		obs := client(b, c.endpoints(), ttl)
 		bctx, bcancel := context.WithCancel(context.Background())
 		bch, err := obs.WatchBrokers(bctx)
 		if err != nil {
@@ -122,6 +130,19 @@ func BenchmarkCASOneRecord(b *testing.B) {
 			n++
 		}
 		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "cas/s")
+	})
+	// Reference: the client's bare unconditional Put, no transaction.
+	b.Run("raw-put-reference", func(b *testing.B) {
+		key := cl.pfxData + fmt.Sprintf("/bench/raw/%d", time.Now().UnixNano())
+		start := time.Now()
+		n := 0
+		for b.Loop() {
+			if _, err := cl.Client().Put(ctx, key, strconv.Itoa(n)); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "put/s")
 	})
 	b.Run("eight-racing", func(b *testing.B) {
 		key := fmt.Sprintf("/bench/race/%d", time.Now().UnixNano())
