@@ -605,29 +605,32 @@ func (b *Backend) pauseWatchdog() {
 		case <-b.done:
 			return
 		case <-t.C:
-			b.mu.Lock()
-			if !b.closed && b.checkPauseLocked() {
-				b.notifyLocked()
+			// Measured before taking any lock: waiting for the mutex is
+			// not a pause, not getting scheduled at all is.
+			now := int64(time.Since(b.start))
+			if gap := time.Duration(now - b.lastTick.Swap(now)); gap > b.cfg.PauseLimit {
+				b.mu.Lock()
+				if !b.closed {
+					b.sessionLostLocked(fmt.Sprintf("process did not run for %v (limit %v)", gap.Round(time.Millisecond), b.cfg.PauseLimit))
+					b.notifyLocked()
+				}
+				b.mu.Unlock()
 			}
-			b.mu.Unlock()
 		}
 	}
 }
 
-// checkPauseLocked ends the session if the watchdog has not run for longer
-// than PauseLimit, and records that it ran now. Fenced writes call it too,
-// so a write queued while the process was stopped is refused even if it
-// runs before the watchdog wakes up.
-func (b *Backend) checkPauseLocked() (lost bool) {
+// checkPauseLocked ends the leaderships if the watchdog has not run for
+// longer than PauseLimit. Fenced writes call it, so a write queued while
+// the process was stopped is refused even if it runs before the watchdog
+// wakes up.
+func (b *Backend) checkPauseLocked() {
 	if b.cfg.PauseLimit <= 0 {
-		return false
+		return
 	}
-	now := int64(time.Since(b.start))
-	if gap := time.Duration(now - b.lastTick.Swap(now)); gap > b.cfg.PauseLimit {
+	if gap := time.Since(b.start) - time.Duration(b.lastTick.Load()); gap > b.cfg.PauseLimit {
 		b.sessionLostLocked(fmt.Sprintf("process did not run for %v (limit %v)", gap.Round(time.Millisecond), b.cfg.PauseLimit))
-		return true
 	}
-	return false
 }
 
 func (b *Backend) gcLoop() {

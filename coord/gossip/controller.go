@@ -130,6 +130,21 @@ func (b *Backend) lowestCandidateLocked() (id int32, node string, token uint64, 
 	return
 }
 
+func (b *Backend) isLowestLocked(brokerID int32, token uint64) bool {
+	id, node, tok, ok := b.lowestCandidateLocked()
+	return ok && id == brokerID && node == b.name && tok == token
+}
+
+// syncForElection is a Sync bounded by ElectionSettle x 4; a member that
+// does not answer in time is left to gossip.
+func (b *Backend) syncForElection(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, 4*b.cfg.ElectionSettle)
+	defer cancel()
+	if err := b.Sync(sctx); err != nil {
+		b.log.Debug("election sync incomplete", "err", err)
+	}
+}
+
 // Controller implements coord.Backend: the best claim this node has seen if
 // its holder is live here, else ErrNotFound. Two nodes on two sides of a
 // partition can answer differently.
@@ -193,6 +208,9 @@ func (b *Backend) Campaign(ctx context.Context, brokerID int32) (coord.Leadershi
 	var vacantSince, claimedAt time.Time
 	var mine *claim
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		now := time.Now()
 		b.mu.Lock()
 		if b.closed {
@@ -226,15 +244,28 @@ func (b *Backend) Campaign(ctx context.Context, brokerID int32) (coord.Leadershi
 			if vacantSince.IsZero() {
 				vacantSince = now
 			}
-			id, node, tok, ok := b.lowestCandidateLocked()
-			if now.Sub(vacantSince) >= settle && ok && id == brokerID && node == b.name && tok == token {
+			if now.Sub(vacantSince) >= settle && b.isLowestLocked(brokerID, token) {
+				b.mu.Unlock()
+				// Pull every member's state (candidacies, claims) before
+				// claiming, and push the claim to all of them after, so that
+				// two concurrent claimers on a healthy network see each
+				// other's claim before either returns.
+				b.syncForElection(ctx)
+				b.mu.Lock()
+				if b.closed || b.claimLiveLocked(b.st.claim) || !b.isLowestLocked(brokerID, token) {
+					b.mu.Unlock()
+					continue
+				}
 				c := claim{Epoch: b.st.maxEpoch + 1, BrokerID: brokerID, Node: b.name, Token: token}
 				b.st.applyClaim(c)
 				b.queueLocked("c", encodeMsg(msgClaim, c))
 				b.checkLeadersLocked()
 				b.notifyLocked()
-				mine, claimedAt = &c, now
+				b.mu.Unlock()
 				b.log.Info("claiming controller", "broker", brokerID, "epoch", c.Epoch)
+				b.syncForElection(ctx)
+				mine, claimedAt = &c, time.Now()
+				continue
 			}
 		}
 		wake := b.changed

@@ -121,7 +121,7 @@ type freezeChild struct {
 	exit  chan struct{}
 }
 
-func startFreezeChild(t *testing.T, spec string, id int) *freezeChild {
+func startFreezeChild(t testing.TB, spec string, id int) *freezeChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envFreezeSpec+"="+spec, envFreezeID+"="+strconv.Itoa(id))
@@ -162,7 +162,7 @@ func startFreezeChild(t *testing.T, spec string, id int) *freezeChild {
 }
 
 // next returns the child's next output line.
-func (c *freezeChild) next(t *testing.T, limit time.Duration) string {
+func (c *freezeChild) next(t testing.TB, limit time.Duration) string {
 	t.Helper()
 	select {
 	case l, ok := <-c.lines:
