@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 )
 
@@ -644,27 +645,98 @@ func (s *Segment) translateFrom(off, limit int64) (int64, BatchHeader, bool, err
 	if off >= s.next {
 		return limit, BatchHeader{}, false, nil
 	}
-	pos := int64(0)
+	pos, hint := int64(0), limit
 	i := s.idx.floor(off)
-	if i >= 0 {
-		e := s.idx.entry(i)
-		pos = e.Position
-		h, err := s.headerAt(pos, limit)
-		if err != nil || h.LastOffset() != e.Offset {
-			pos = 0 // the index disagrees with the log: scan from the start
+	if i+1 < s.idx.n {
+		// The answer is at or before the next entry's batch: read up to
+		// its header in one go.
+		hint = min(limit, s.idx.entry(i+1).Position+HeaderSize)
+	}
+	if i+1 < s.idx.n {
+		// Fast path, one small read: when the next entry's batch starts
+		// right after entry i's offsets, no batch lies between them, so it
+		// holds off unless entry i's batch ends exactly at off.
+		e1 := s.idx.entry(i + 1)
+		prev := s.base - 1
+		if i >= 0 {
+			prev = s.idx.entry(i).Offset
+		}
+		if prev < off && e1.Position+HeaderSize <= limit {
+			var hb [HeaderSize]byte
+			if _, err := s.log.ReadAt(hb[:], e1.Position); err == nil || err == io.EOF {
+				h, _ := ParseHeader(hb[:])
+				if checkHeader(h, 0) == nil && h.LastOffset() == e1.Offset && h.BaseOffset == prev+1 && e1.Position+h.Size() <= limit {
+					return e1.Position, h, true, nil
+				}
+			}
 		}
 	}
+	var want int64 = -1 // last offset the first header must have
+	if i >= 0 {
+		e := s.idx.entry(i)
+		pos, want = e.Position, e.Offset
+	}
+	it := headerIter{s: s, limit: limit, hint: hint}
+	defer it.free()
 	for pos < limit {
-		h, err := s.headerAt(pos, limit)
-		if err != nil {
+		h, err := it.at(pos)
+		if err != nil || (want >= 0 && h.LastOffset() != want) {
+			if want >= 0 {
+				// The index disagrees with the log: scan from the start.
+				pos, want, it.hint = 0, -1, limit
+				continue
+			}
 			return pos, h, false, fmt.Errorf("segment %d: %w", s.base, err)
 		}
+		want = -1
 		if h.LastOffset() >= off {
 			return pos, h, true, nil
 		}
 		pos += h.Size()
 	}
 	return limit, BatchHeader{}, false, nil
+}
+
+var windowPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// headerIter reads batch headers through a window buffer so that a short
+// forward scan costs one pread instead of one per header.
+type headerIter struct {
+	s           *Segment
+	limit, hint int64 // batches end by limit; reads try to stop at hint
+	buf         *[]byte
+	wpos, wlen  int64 // window [wpos, wpos+wlen) of the file in buf
+}
+
+func (it *headerIter) free() {
+	if it.buf != nil {
+		windowPool.Put(it.buf)
+		it.buf = nil
+	}
+}
+
+func (it *headerIter) at(pos int64) (BatchHeader, error) {
+	if pos < 0 || it.limit-pos < HeaderSize {
+		return BatchHeader{}, fmt.Errorf("%w: no batch header at position %d", ErrCorruptMessage, pos)
+	}
+	if pos < it.wpos || pos+HeaderSize > it.wpos+it.wlen {
+		if it.buf == nil {
+			it.buf = windowPool.Get().(*[]byte)
+		}
+		n := min(int64(len(*it.buf)), max(it.hint, pos+HeaderSize)-pos, it.limit-pos)
+		if _, err := it.s.log.ReadAt((*it.buf)[:n], pos); err != nil && err != io.EOF {
+			return BatchHeader{}, storageErr("read", it.s.log.Name(), err)
+		}
+		it.wpos, it.wlen = pos, n
+	}
+	h, _ := ParseHeader((*it.buf)[pos-it.wpos:])
+	if err := checkHeader(h, 0); err != nil {
+		return h, fmt.Errorf("position %d: %w", pos, err)
+	}
+	if pos+h.Size() > it.limit {
+		return h, fmt.Errorf("%w: batch at position %d runs past %d", ErrCorruptMessage, pos, it.limit)
+	}
+	return h, nil
 }
 
 // Region is a byte range of a .log file for a zero-copy send. File is the
@@ -707,8 +779,10 @@ func (s *Segment) Read(pos, maxBytes, maxPos int64, minOne bool) (Region, error)
 	cur := pos
 	i := sort.Search(s.idx.n, func(i int) bool { return s.idx.entry(i).Position > limit }) - 1
 	if i >= 0 {
-		if p := s.idx.entry(i).Position; p > cur {
-			cur = p
+		if e := s.idx.entry(i); e.Position > cur {
+			if h, err := s.headerAt(e.Position, end); err == nil && h.LastOffset() == e.Offset {
+				cur = e.Position // verified to be a batch boundary
+			}
 		}
 	}
 	for cur < end {
