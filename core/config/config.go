@@ -102,7 +102,7 @@ func DefaultConfig() Config {
 		LogIndexSizeMaxBytes:     10 << 20,
 		LogCleanupPolicy:         "delete",
 		LogFlushIntervalMessages: math.MaxInt64,
-		LogFlushIntervalMs:       -1,
+		LogFlushIntervalMs:       1000, // Kafka: unset (never); see docs/durability.md
 		LogSegmentDeleteDelayMs:  60000,
 		MessageMaxBytes:          1048588,
 		CompressionType:          "producer",
