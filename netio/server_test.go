@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -438,4 +439,82 @@ func TestResponseHeadersOnTheWire(t *testing.T) {
 		}
 	}
 	expectClosed(t, c, 5*time.Second)
+}
+
+// Many connections announcing the largest allowed frame but sending only a
+// little of it cost the server about what they sent, not what they
+// announced (100 × 100 MiB would be 10 GB).
+func TestMemoryBoundedBySizePrefix(t *testing.T) {
+	s := startServer(t, echo, nil)
+	const conns = 100
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < conns; i++ {
+		c := dial(t, s)
+		b := binary.BigEndian.AppendUint32(nil, DefaultMaxRequestBytes)
+		c.Write(append(b, make([]byte, 1000)...))
+	}
+	eventually(t, 10*time.Second, "all connections accepted", func() bool { return s.Metrics().ConnectionsAccepted == conns })
+	time.Sleep(300 * time.Millisecond) // let every reader take its bytes
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew %d KiB for %d connections with 100 MiB size prefixes", grew>>10, conns)
+	if limit := int64(conns * 200 << 10); grew > limit {
+		t.Fatalf("heap grew %d bytes, limit %d", grew, limit)
+	}
+	if m := s.Metrics(); m.FramesTooLarge != 0 || m.RequestsReceived != 0 {
+		t.Fatalf("metrics %+v", m)
+	}
+}
+
+// A client that sends requests but never reads cannot pin a writer
+// forever: the write deadline (connections.max.idle.ms) closes it.
+func TestStalledReaderIsClosed(t *testing.T) {
+	big := make([]byte, 64<<20) // more than the socket buffers can hold
+	h := HandlerFunc(func(ctx context.Context, req *Request) Response { return Bytes(big) })
+	s := startServer(t, h, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	c := dial(t, s)
+	c.SetReadBuffer(16 << 10)
+	c.Write(frame(keyFetch, 4, 1, "c", nil))
+	eventually(t, 10*time.Second, "stalled connection closed", func() bool {
+		m := s.Metrics()
+		return m.WriteErrors == 1 && m.ConnectionsClosed == 1
+	})
+}
+
+// Several connections pipelining at once, each with its own order.
+func TestManyConnectionsPipelining(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, req *Request) Response {
+		body := append([]byte(nil), req.Body...)
+		if req.CorrelationID%2 == 0 {
+			return Bytes(body)
+		}
+		d := time.Duration(rand.IntN(3)) * time.Millisecond
+		return Later(func(ctx context.Context) Response { time.Sleep(d); return Bytes(body) })
+	})
+	s := startServer(t, h, nil)
+	var wg sync.WaitGroup
+	for k := 0; k < 8; k++ {
+		c := dial(t, s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out []byte
+			for i := int32(0); i < 100; i++ {
+				out = append(out, frame(keyProduce, 3, i, "c", []byte(fmt.Sprintf("%d/%d", k, i)))...)
+			}
+			go c.Write(out)
+			for i := int32(0); i < 100; i++ {
+				r, err := readResponse(t, c, 10*time.Second)
+				if err != nil || r.corr != i || string(r.body) != fmt.Sprintf("%d/%d", k, i) {
+					t.Errorf("conn %d: response %d: %d %q %v", k, i, r.corr, r.body, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
