@@ -14,6 +14,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,11 +244,21 @@ func (b *Backend) join(ctx context.Context) error {
 	return fmt.Errorf("gossip: could not join any seed of %v within %v: %v: %w", seeds, b.cfg.JoinTimeout, oneLine(lastErr), coord.ErrUnavailable)
 }
 
+// oneLine flattens an error (memberlist returns multi-line multierrors)
+// into one line.
 func oneLine(err error) string {
 	if err == nil {
 		return "no answer"
 	}
-	return string(bytes.ReplaceAll([]byte(err.Error()), []byte("\n"), []byte("; ")))
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "* "))
+		if l == "" || strings.HasSuffix(l, "occurred:") {
+			continue
+		}
+		parts = append(parts, l)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Sync exchanges the full replica (a memberlist push/pull) with every live

@@ -164,10 +164,10 @@ func BenchmarkCAS(b *testing.B) {
 	}
 	b.Run("one-record", func(b *testing.B) { run(b, 1) })
 	b.Run("1000-records", func(b *testing.B) { run(b, 1000) })
+	if _, err := n.Create(ctx, "/bench/get", val); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("reference-get", func(b *testing.B) {
-		if _, err := n.Create(ctx, "/bench/get", val); err != nil {
-			b.Fatal(err)
-		}
 		for i := 0; i < b.N; i++ {
 			if _, err := n.Get(ctx, "/bench/get"); err != nil {
 				b.Fatal(err)
