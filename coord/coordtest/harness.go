@@ -1,6 +1,27 @@
 // Package coordtest is the one conformance suite that every coordination
 // backend passes: coord/etcd, coord/zk and coord/gossip run it from their own
-// tests with a few lines of harness.
+// tests with a few lines of harness:
+//
+//	func TestMain(m *testing.M) {
+//		coordtest.MaybeChild(openFromSpec) // the suite's killed registrants
+//		os.Exit(m.Run())
+//	}
+//
+//	func TestConformance(t *testing.T) { coordtest.Run(t, coordtest.Harness{...}) }
+//
+// Run checks: get/create/delete/compare-and-set with typed errors and
+// versions never reused; List by prefix, sorted; concurrent compare-and-set
+// with one winner per round; watches that start with a resync snapshot and
+// deliver every change in order (the writers' successful writes form one
+// version chain per key, which the watcher must walk link by link, or say
+// EventResync) and end equal to the store; a SIGKILLed child registrant
+// leaving WatchBrokers within the session time-out (timed and logged); one
+// controller at a time, higher epochs for later winners, Lost on Resign and
+// Close, stale leaderships' writes refused; a SIGKILLed child controller
+// replaced in time; a porcupine linearizability check (CheckLinearizable,
+// also usable on its own, e.g. during faults); a watch surviving
+// Harness.Restart. What a backend's Capabilities do not claim is checked in
+// a weaker form with a log line naming the promise not made.
 package coordtest
 
 import (

@@ -29,6 +29,8 @@ var ErrInvalidKey = errors.New("coord/etcd: invalid key or value")
 // instead of hanging in the client's retries.
 const requestTimeout = 5 * time.Second
 
+var _ coord.Backend = (*Backend)(nil)
+
 // Backend is the coord.Backend over etcd v3.
 type Backend struct {
 	cfg Config
