@@ -109,12 +109,12 @@ func Create(fsys FS, dir string, base int64, cfg Config) (*Segment, error) {
 	}
 	for _, m := range []*mapped{&s.idx.mapped, &s.tidx.mapped} {
 		if err := m.resize(0); err != nil {
-			s.closeFiles()
+			s.Delete()
 			return nil, err
 		}
 	}
 	if err := s.Activate(); err != nil {
-		s.closeFiles()
+		s.Delete() // e.g. ENOSPC preallocating the indexes: leave no half segment
 		return nil, err
 	}
 	return s, nil
