@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,4 +184,40 @@ func TestZeroCopyShortFileClosesConnection(t *testing.T) {
 func isReset(err error) bool {
 	var ne *net.OpError
 	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// Serving 256 MiB of file regions allocates almost nothing on the Go heap:
+// the record bytes go from the page cache to the socket (sendfile), never
+// through a Go buffer.
+func TestSendfileKeepsBytesOutOfTheHeap(t *testing.T) {
+	f, data := randomFile(t, 8<<20)
+	h := HandlerFunc(func(ctx context.Context, req *Request) Response {
+		return Chunks(BytesChunk([]byte("header")), FileChunk(f, 0, int64(len(data))))
+	})
+	s := startServer(t, h, nil)
+	c := dial(t, s)
+	buf := make([]byte, 4+4+6+len(data))
+	req := frame(keyFetch, 4, 1, "c", nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const rounds = 32
+	for i := 0; i < rounds; i++ {
+		c.Write(req)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if !bytes.Equal(buf[14:], data) {
+		t.Fatal("body differs from the file")
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("%d MiB served, %d KiB allocated in the whole process", rounds*len(data)>>20, alloc>>10)
+	if alloc > 4<<20 {
+		t.Fatalf("allocated %d bytes while serving %d: record bytes pass through the heap", alloc, rounds*len(data))
+	}
+	eventually(t, 5*time.Second, "every byte counted as sendfile", func() bool {
+		return s.Metrics().SendfileBytes == uint64(rounds*len(data))
+	})
 }
