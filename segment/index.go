@@ -37,16 +37,12 @@ type mapped struct {
 // resize makes the file exactly size bytes and maps it. Bytes past the
 // old content read as zero.
 func (m *mapped) resize(size int64) error {
-	if m.mmap {
-		if err := unix.Munmap(m.buf); err != nil {
-			return storageErr("munmap", m.f.Name(), err)
-		}
-		m.buf, m.mmap = nil, false
-	}
 	cur, err := m.f.Size()
 	if err != nil {
 		return storageErr("stat", m.f.Name(), err)
 	}
+	// Change the file first: if that fails (ENOSPC preallocating) the
+	// current mapping stays valid and nothing changed.
 	if size < cur {
 		if err := m.f.Truncate(size); err != nil {
 			return storageErr("truncate", m.f.Name(), err)
@@ -60,6 +56,12 @@ func (m *mapped) resize(size int64) error {
 			return storageErr("truncate", m.f.Name(), err)
 		}
 	}
+	if m.mmap {
+		if err := unix.Munmap(m.buf); err != nil {
+			return storageErr("munmap", m.f.Name(), err)
+		}
+		m.buf, m.mmap = nil, false
+	}
 	if size == 0 {
 		m.buf = nil
 		return nil
@@ -72,10 +74,10 @@ func (m *mapped) resize(size int64) error {
 		}
 	}
 	b := make([]byte, size)
+	m.buf = b
 	if _, err := m.f.ReadAt(b, 0); err != nil && err != io.EOF {
 		return storageErr("read", m.f.Name(), err)
 	}
-	m.buf = b
 	return nil
 }
 

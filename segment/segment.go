@@ -259,7 +259,12 @@ func Open(fsys FS, dir string, base int64, cfg Config, recoverFrom int64) (*Segm
 		k = s.idx.floor(recoverFrom - 1) // last entry whose batch is below recoverFrom
 	}
 	if err := s.Activate(); err != nil {
-		return fail(err)
+		// E.g. ENOSPC preallocating on a full disk: recover within the
+		// indexes' current size (entries that do not fit are skipped, which
+		// only lengthens lookups); Append retries the activation.
+		if !errors.Is(err, ErrStorage) || s.idx.buf == nil && s.idx.n > 0 || s.tidx.buf == nil && s.tidx.n > 0 {
+			return fail(err)
+		}
 	}
 	if reason != "" {
 		rec.IndexRebuilt, rec.IndexReason = true, reason

@@ -194,7 +194,9 @@ func (l *Log) load() error {
 		}
 	}
 	if err := l.active().Activate(); err != nil {
-		return err
+		// A full disk: the log opens and serves reads; appends retry the
+		// preallocation and fail with ErrStorage until space is freed.
+		l.log.Warn("cannot preallocate the active segment's indexes", "err", err)
 	}
 	l.logStart = l.segs[0].Base()
 	leo := l.leo()
