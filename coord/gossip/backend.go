@@ -365,10 +365,11 @@ func (b *Backend) NodeMeta(limit int) []byte {
 }
 
 // NotifyMsg implements memberlist.Delegate: one gossiped change.
-func (b *Backend) NotifyMsg(msg []byte) {
-	if len(msg) < 2 {
+func (b *Backend) NotifyMsg(buf []byte) {
+	if len(buf) < 2 {
 		return
 	}
+	msg := append([]byte(nil), buf...) // memberlist reuses buf; we re-queue msg
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
