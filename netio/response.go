@@ -127,8 +127,10 @@ func CloseConnection() Response { return Response{kind: kindClose} }
 // Later runs f in its own goroutine and sends its result in this
 // request's place in the order. Serve has already returned, so the next
 // requests of the connection are served meanwhile (bounded by
-// Config.MaxInflightPerConn). ctx is cancelled when the connection closes
-// or a forced shutdown begins.
+// Config.MaxInflightPerConn). ctx is cancelled when the client goes away,
+// the connection closes, or a forced shutdown begins; f must then return
+// promptly (the connection's writer waits for it to keep the order). A
+// panic in f is recovered and closes the connection, like one in Serve.
 func Later(f func(ctx context.Context) Response) Response {
 	return Response{kind: kindLater, later: f}
 }
