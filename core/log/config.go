@@ -81,6 +81,7 @@ func (c Config) segmentConfig() segment.Config {
 type Events struct {
 	SegmentRolled     func(dir string, newBase int64, reason string)
 	SegmentDeleted    func(dir string, info SegmentInfo)
+	SegmentRecovered  func(dir string, r segment.Recovery) // every segment re-read at open
 	RecoveryTruncated func(dir string, r segment.Recovery)
 	IndexRebuilt      func(dir string, r segment.Recovery)
 	SegmentsDropped   func(dir string, bases []int64, reason string) // whole segments discarded by recovery

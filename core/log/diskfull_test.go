@@ -46,7 +46,9 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	big := func() []byte { return segmenttest.Batch(segmenttest.Spec{Records: 64, ValueSize: 1000, BaseTimestamp: 1}) }
+	big := func() []byte {
+		return segmenttest.Batch(segmenttest.Spec{Records: 64, ValueSize: 1000, BaseTimestamp: 1})
+	}
 	var acked []AppendResult
 	var appendErr error
 	for i := 0; i < 1000; i++ {

@@ -140,7 +140,10 @@ func (l *Log) load() error {
 			return err
 		}
 		if from >= 0 {
-			l.log.Debug("recovered segment", "base", b, "from_position", rec.From, "bytes", rec.Scanned, "batches", rec.Batches, "took", time.Since(t0))
+			l.log.Info("recovered segment", "base", b, "from_position", rec.From, "bytes", rec.Scanned, "batches", rec.Batches, "took", time.Since(t0))
+			if f := l.opts.Events.SegmentRecovered; f != nil {
+				f(l.dir, rec)
+			}
 		}
 		if rec.IndexRebuilt {
 			l.log.Warn("rebuilt index", "base", b, "reason", rec.IndexReason)
