@@ -36,6 +36,7 @@ func newRoot() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "brokkr", version)
 		},
 	})
+	root.AddCommand(newServeCmd())
 	root.AddCommand(newLogCmd())
 	addAdminCommands(root)
 	return root

@@ -1,0 +1,213 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/brokkr/brokkr/core/codec"
+	"github.com/brokkr/brokkr/core/config"
+	plog "github.com/brokkr/brokkr/core/log"
+	"github.com/brokkr/brokkr/netio"
+	"github.com/brokkr/brokkr/segment"
+)
+
+// managerStore is the logStore over core/log's Manager.
+type managerStore struct {
+	m *plog.Manager
+
+	mu     sync.Mutex
+	topics map[string][]int32 // open partitions per topic
+}
+
+func (b *Broker) openLogStore() (logStore, error) {
+	def, err := b.Config.Topic(nil)
+	if err != nil {
+		return nil, err
+	}
+	m, err := plog.OpenManager(plog.ManagerConfig{
+		LogDirs:      b.Config.LogDirs,
+		Default:      logConfig(def),
+		CheckpointMs: b.Config.LogFlushOffsetCheckpointIntervalMs,
+	}, plog.Options{Logger: b.log})
+	if err != nil {
+		return nil, fmt.Errorf("opening log dirs: %w", err)
+	}
+	return &managerStore{m: m, topics: map[string][]int32{}}, nil
+}
+
+// logConfig maps a topic's effective config to core/log's.
+func logConfig(t config.TopicConfig) plog.Config {
+	c := plog.DefaultConfig()
+	c.SegmentBytes = t.SegmentBytes
+	c.SegmentMs = t.SegmentMs
+	c.SegmentIndexBytes = int(t.SegmentIndexBytes)
+	c.IndexIntervalBytes = int(t.IndexIntervalBytes)
+	c.MaxMessageBytes = int(t.MaxMessageBytes)
+	c.FlushMessages = t.FlushMessages
+	c.FlushMs = t.FlushMs
+	if c.FlushMs == math.MaxInt64 {
+		c.FlushMs = 0
+	}
+	return c
+}
+
+func (s *managerStore) Open(topic string, partition int32, _ [16]byte, cfg config.TopicConfig) (partLog, error) {
+	lc := logConfig(cfg)
+	l, err := s.m.Create(topic, partition, &lc)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.topics[topic] = append(s.topics[topic], partition)
+	s.mu.Unlock()
+	return &logAdapter{l: l}, nil
+}
+
+func (s *managerStore) SetConfig(topic string, cfg config.TopicConfig) {
+	lc := logConfig(cfg)
+	for _, l := range s.m.All() {
+		if tp, ok := plog.ParsePartitionDir(filepath.Base(l.Dir())); ok && tp.Topic == topic {
+			if setter, ok := any(l).(interface{ SetConfig(plog.Config) error }); ok {
+				_ = setter.SetConfig(lc)
+			}
+		}
+	}
+}
+
+func (s *managerStore) DeleteTopic(topic string) error {
+	var errs []error
+	for _, tp := range s.m.Partitions() {
+		if tp.Topic == topic {
+			if err := s.m.Delete(tp.Topic, tp.Partition); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	s.mu.Lock()
+	delete(s.topics, topic)
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func (s *managerStore) Close() error { return s.m.Close() }
+
+// logAdapter gives the handlers what they need of a core/log Log.
+type logAdapter struct{ l *plog.Log }
+
+func (a *logAdapter) Append(batches []byte, leaderEpoch int32) (int64, int64, error) {
+	r, err := a.l.Append(batches, leaderEpoch)
+	return r.BaseOffset, r.LastOffset, err
+}
+
+func (a *logAdapter) Read(offset, upTo, maxBytes int64, minOne bool) ([]netio.Chunk, int64, func(), error) {
+	res, err := a.l.Read(offset, plog.ReadOptions{MaxBytes: maxBytes, Limit: plog.LimitHighWatermark, MinOneBatch: minOne})
+	if errors.Is(err, plog.ErrOffsetOutOfRange) {
+		return nil, 0, nil, errOffsetOutOfRange
+	}
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if res.Region.Len == 0 {
+		res.Release()
+		return nil, 0, nil, nil
+	}
+	return []netio.Chunk{netio.FileChunk(res.Region.File, res.Region.Pos, res.Region.Len)}, res.Region.Len, res.Release, nil
+}
+
+func (a *logAdapter) StartOffset() int64       { return a.l.LogStartOffset() }
+func (a *logAdapter) EndOffset() int64         { return a.l.LogEndOffset() }
+func (a *logAdapter) HighWatermark() int64     { return a.l.HighWatermark() }
+func (a *logAdapter) SetHighWatermark(o int64) { a.l.SetHighWatermark(o) }
+func (a *logAdapter) Changed() <-chan struct{} { return a.l.Changed() }
+func (a *logAdapter) EndOffsetForEpoch(e int32) (int32, int64) {
+	return a.l.EndOffsetForEpoch(e)
+}
+
+func (a *logAdapter) MaxTimestamp() (int64, int64) {
+	off, ok, err := a.l.OffsetForTimestamp(plog.MaxTimestamp)
+	if err != nil || !ok {
+		return -1, -1
+	}
+	ts, err := a.timestampAt(off)
+	if err != nil {
+		return -1, -1
+	}
+	return ts, off
+}
+
+func (a *logAdapter) OffsetForTimestamp(ts int64) (int64, int64, bool, error) {
+	off, ok, err := a.l.OffsetForTimestamp(ts)
+	if err != nil || !ok {
+		return -1, -1, false, err
+	}
+	t, err := a.timestampAt(off)
+	if err != nil {
+		return -1, -1, false, err
+	}
+	return off, t, true, nil
+}
+
+// timestampAt reads the timestamp of the record at offset (ListOffsets
+// answers with it). Only the one batch is read, decompressed if needed.
+func (a *logAdapter) timestampAt(offset int64) (int64, error) {
+	res, err := a.l.Read(offset, plog.ReadOptions{MaxBytes: 1, Limit: plog.LimitLogEnd, MinOneBatch: true})
+	if err != nil {
+		return -1, err
+	}
+	defer res.Release()
+	if res.Region.Len < segment.HeaderSize {
+		return -1, fmt.Errorf("no batch at offset %d", offset)
+	}
+	batch := make([]byte, res.Region.Len)
+	if _, err := res.Region.File.ReadAt(batch, res.Region.Pos); err != nil {
+		return -1, err
+	}
+	h, err := segment.ParseHeader(batch)
+	if err != nil {
+		return -1, err
+	}
+	if h.LogAppendTime() {
+		return h.MaxTimestamp, nil
+	}
+	plain, err := codec.PlainBatch(batch[:h.Size()], maxDecompressed)
+	if err != nil {
+		return h.MaxTimestamp, nil
+	}
+	ts := h.MaxTimestamp
+	_ = segment.WalkRecords(plain, func(r segment.Record) error {
+		if h.BaseOffset+int64(r.OffsetDelta) == offset {
+			ts = h.BaseTimestamp + r.TimestampDelta
+			return errStop
+		}
+		return nil
+	})
+	return ts, nil
+}
+
+var errStop = errors.New("stop")
+
+// ProducerBatches reads the batch headers of the active segment, which is
+// where the producers still retrying live; older segments are not read, so
+// a restart costs what the active segment holds, not the whole log.
+func (a *logAdapter) ProducerBatches(_ int64, fn func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64)) error {
+	segs := a.l.Segments()
+	if len(segs) == 0 {
+		return nil
+	}
+	last := segs[len(segs)-1]
+	f, err := os.Open(segment.FileName(a.l.Dir(), last.Base, ".log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return segment.ScanLog(f, 0, last.Size, func(_ int64, h segment.BatchHeader, crcOK bool) error {
+		if crcOK && h.ProducerID >= 0 {
+			fn(h.ProducerID, h.ProducerEpoch, h.BaseSequence, seqAdd(h.BaseSequence, h.LastOffsetDelta), h.BaseOffset, h.LastOffset(), h.MaxTimestamp)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,82 @@
+package brokkr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/brokkr/brokkr/coord"
+	"github.com/brokkr/brokkr/coord/backends"
+	"github.com/brokkr/brokkr/core/broker"
+	"github.com/brokkr/brokkr/core/config"
+)
+
+// Server is a whole Brokkr broker for embedding in a Go program: set
+// Config (start from config.DefaultConfig()) and, if wanted, Logger; then
+// Start. It opens the coordination backend that Config names (an embedded
+// etcd member by default, with its data in the first log dir) and serves
+// the Kafka protocol on Config.Listeners until Close.
+type Server struct {
+	Config config.Config
+	Logger *slog.Logger
+
+	coord  coord.Backend
+	broker *broker.Broker
+}
+
+// Start opens the coordination backend and starts the broker. It returns
+// when the broker is ready, or the first error, in one line.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.Config.Validate(); err != nil {
+		return err
+	}
+	spec := s.Config.CoordinationSpec()
+	c, err := backends.Open(ctx, spec, backends.Options{
+		DataDir:             s.Config.LogDirs[0],
+		SessionTimeout:      time.Duration(s.Config.CoordinationSessionTimeoutMs) * time.Millisecond,
+		ZKSessionTimeout:    time.Duration(s.Config.ZookeeperSessionTimeoutMs) * time.Millisecond,
+		ZKConnectionTimeout: zkConnTimeout(s.Config),
+		GossipBind:          s.Config.GossipBind,
+		Logger:              s.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("coordination backend %s: %w", spec, err)
+	}
+	s.coord = c
+	s.broker = &broker.Broker{Config: s.Config, Coord: c, Logger: s.Logger}
+	if err := s.broker.Start(ctx); err != nil {
+		_ = c.Close()
+		return err
+	}
+	return nil
+}
+
+func zkConnTimeout(c config.Config) time.Duration {
+	if c.ZookeeperConnectionTimeoutMs < 0 {
+		return time.Duration(c.ZookeeperSessionTimeoutMs) * time.Millisecond
+	}
+	return time.Duration(c.ZookeeperConnectionTimeoutMs) * time.Millisecond
+}
+
+// Addr is the bound address of the named listener ("PLAINTEXT").
+func (s *Server) Addr(listener string) net.Addr { return s.broker.Addrs()[listener] }
+
+// Broker is the running core broker (for its metrics and advertised
+// endpoints).
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// Close shuts the broker down cleanly (bounded by ctx), then the
+// coordination backend.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close(ctx))
+	}
+	if s.coord != nil {
+		errs = append(errs, s.coord.Close())
+	}
+	return errors.Join(errs...)
+}
