@@ -137,7 +137,8 @@ func startTap(t *testing.T, target string) *tap {
 			tp.conns = append(tp.conns, &rec.buf)
 			tp.mu.Unlock()
 			go func() { io.Copy(c, s); c.Close() }()
-			go func() { io.Copy(io.MultiWriter(s, rec), c); s.Close() }()
+			// Record first: whatever the server saw is already recorded.
+			go func() { io.Copy(io.MultiWriter(rec, s), c); s.Close() }()
 		}
 	}()
 	return tp
