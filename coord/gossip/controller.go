@@ -18,7 +18,7 @@ import (
 // ElectionSettle, the candidate with the lowest broker ID claims epoch =
 // highest epoch seen + 1, lets the claim spread for ElectionSettle, and wins
 // if no better claim arrived. A leadership ends when a better claim is seen,
-// when a record or claim with a higher epoch is seen, when this process was
+// when a record or claim with a better term is seen, when this process was
 // paused past PauseLimit, on Resign and on Close. Being declared dead by
 // other members does not by itself end it: after a partition both sides
 // declared the other dead, and only the claims say which side's controller
@@ -92,8 +92,8 @@ func (b *Backend) fenceLocked(l *leadership) error {
 	} else if *c != l.c {
 		return fmt.Errorf("epoch %d overtaken by claim of broker %d at epoch %d: %w", l.c.Epoch, c.BrokerID, c.Epoch, coord.ErrFenced)
 	}
-	if b.st.maxEpoch > l.c.Epoch {
-		return fmt.Errorf("epoch %d overtaken: epoch %d seen: %w", l.c.Epoch, b.st.maxEpoch, coord.ErrFenced)
+	if mine := (term{l.c.Epoch, l.c.BrokerID}); mine.less(b.st.maxTerm) {
+		return fmt.Errorf("epoch %d (broker %d) overtaken: epoch %d (broker %d) seen: %w", l.c.Epoch, l.c.BrokerID, b.st.maxTerm.Epoch, b.st.maxTerm.Ctl, coord.ErrFenced)
 	}
 	return nil
 }
@@ -256,7 +256,7 @@ func (b *Backend) Campaign(ctx context.Context, brokerID int32) (coord.Leadershi
 					b.mu.Unlock()
 					continue
 				}
-				c := claim{Epoch: b.st.maxEpoch + 1, BrokerID: brokerID, Node: b.name, Token: token}
+				c := claim{Epoch: b.st.maxTerm.Epoch + 1, BrokerID: brokerID, Node: b.name, Token: token}
 				b.st.applyClaim(c)
 				b.queueLocked("c", encodeMsg(msgClaim, c))
 				b.checkLeadersLocked()

@@ -6,8 +6,8 @@
 //     node metadata, so it disappears exactly when memberlist's SWIM failure
 //     detector declares the node dead (or it leaves). WatchBrokers follows
 //     memberlist's join/update/leave events.
-//   - Records: each write gets a stamp (controller epoch, hybrid logical
-//     clock, writer node) and spreads by memberlist's broadcast queue, with
+//   - Records: each write gets a stamp (controller term = epoch and
+//     controller broker ID, hybrid logical clock, writer node) and spreads by memberlist's broadcast queue, with
 //     push/pull anti-entropy (LocalState/MergeRemoteState) repairing lost
 //     messages, late joiners and healed partitions. Replicas merge by
 //     last-writer-wins on the stamp; deletes leave tombstones for
@@ -18,9 +18,9 @@
 //     higher stamp. Not linearizable.
 //   - Controller: sticky; when there is no live controller the lowest-ID
 //     live candidate claims epoch = highest epoch seen + 1. Under a
-//     partition each side may elect its own; after the heal the higher epoch
-//     wins, the other leadership is signalled Lost, and its records lose to
-//     records written at the higher epoch.
+//     partition each side may elect its own; after the heal the better term
+//     (higher epoch; equal epochs: lower broker ID) wins, the other
+//     leadership is signalled Lost, and its records lose to the winner's.
 //
 // Capabilities reports Linearizable, SingleController and FencedWrites as
 // false. docs/coordination.md ("Gossip") states the guarantees, what a

@@ -83,7 +83,7 @@ func runFreezeChild(spec string) int {
 			return "err " + strings.ReplaceAll(err.Error(), "\n", " ")
 		}
 		s, _ := stampOf(b, key)
-		return fmt.Sprintf("ok %d %d %s", s.Epoch, s.HLC, s.Node)
+		return fmt.Sprintf("ok %d %d %d %s", s.Epoch, s.Ctl, s.HLC, s.Node)
 	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -188,15 +188,16 @@ func (c *freezeChild) ask(t *testing.T, cmd string) string {
 	return c.next(t, 30*time.Second)
 }
 
-func parseStamp(t *testing.T, line string) stamp {
+func parseStamp(t testing.TB, line string) stamp {
 	t.Helper()
 	f := strings.Fields(line)
-	if len(f) != 5 || f[1] != "ok" {
+	if len(f) != 6 || f[1] != "ok" {
 		t.Fatalf("child write: %q", line)
 	}
 	e, _ := strconv.ParseInt(f[2], 10, 64)
-	h, _ := strconv.ParseUint(f[3], 10, 64)
-	return stamp{Epoch: e, HLC: h, Node: f[4]}
+	c, _ := strconv.ParseInt(f[3], 10, 32)
+	h, _ := strconv.ParseUint(f[4], 10, 64)
+	return stamp{Epoch: e, Ctl: int32(c), HLC: h, Node: f[5]}
 }
 
 // TestFreezeAndResume stops a gossip node (a child process holding the

@@ -291,3 +291,112 @@ func TestRegisterLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestThreeWaySplitEqualEpochs: with the controller alone in one part, the
+// two other parts both elect epoch E+1. After the heal the lower broker ID's
+// claim wins, and so do its records: on a key both new controllers wrote,
+// the lower ID's write survives although the other was written later.
+func TestThreeWaySplitEqualEpochs(t *testing.T) {
+	c := newCluster(t, TestConfig)
+	var nodes []*Backend
+	for i := 0; i < 5; i++ {
+		nodes = append(nodes, c.add(nil))
+	}
+	waitMembers(t, 20*time.Second, nodes...)
+	ctx := ctxT(t)
+	_, worst := TestConfig().FailureDetection(5)
+	limit := 3*worst + 10*time.Second
+	l1, err := nodes[0].Campaign(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l1.Store().Create(ctx, "/3way/k", []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	sameRecord(t, 10*time.Second, "/3way/k", nodes[0], nodes[1], nodes[2], nodes[3], nodes[4])
+	won := make(chan coord.Leadership, 2)
+	for _, x := range []struct {
+		n  *Backend
+		id int32
+	}{{nodes[1], 2}, {nodes[3], 3}} {
+		go func() {
+			l, err := x.n.Campaign(ctx, x.id)
+			if err != nil {
+				t.Errorf("Campaign %d: %v", x.id, err)
+			}
+			won <- l
+		}()
+	}
+	eventually(t, 10*time.Second, "both candidacies are visible", func() error {
+		nodes[4].mu.Lock()
+		defer nodes[4].mu.Unlock()
+		if len(nodes[4].members[nodes[1].Name()].meta.Cands) == 0 || len(nodes[4].members[nodes[3].Name()].meta.Cands) == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	c.f.split(nodes[:1], nodes[1:3], nodes[3:])
+	var l2, l3 coord.Leadership
+	for i := 0; i < 2; i++ {
+		select {
+		case l := <-won:
+			if l == nil {
+				t.FailNow()
+			}
+			if lc, ok := l.(*leadership); ok && lc.c.BrokerID == 2 {
+				l2 = l
+			} else {
+				l3 = l
+			}
+		case <-time.After(limit):
+			t.Fatalf("the two parts did not both elect a controller")
+		}
+	}
+	if l2.Epoch() != l1.Epoch()+1 || l3.Epoch() != l1.Epoch()+1 {
+		t.Fatalf("epochs %d and %d, want both %d", l2.Epoch(), l3.Epoch(), l1.Epoch()+1)
+	}
+	r, err := nodes[1].Get(ctx, "/3way/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l2.Store().CompareAndSet(ctx, "/3way/k", []byte("broker2"), r.Version); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // broker 3 writes later in wall time
+	if _, err := l3.Store().CompareAndSet(ctx, "/3way/k", []byte("broker3"), r.Version); err != nil {
+		t.Fatal(err)
+	}
+	c.f.heal()
+	waitMembers(t, limit, nodes...)
+	if !closedWithin(l3.Lost(), limit) || !closedWithin(l1.Lost(), limit) {
+		t.Fatalf("after the heal the overtaken leaderships are not Lost (broker 3: %v, broker 1: %v)", isDone(l3.Lost()), isDone(l1.Lost()))
+	}
+	stores := make([]coord.Store, len(nodes))
+	for i, n := range nodes {
+		stores[i] = n
+	}
+	eventually(t, limit, "every node holds broker 2's write and names broker 2", func() error {
+		for i, n := range nodes {
+			r, err := n.Get(ctx, "/3way/k")
+			if err != nil || string(r.Value) != "broker2" {
+				return fmt.Errorf("node %d: %q, %v", i, r.Value, err)
+			}
+			if id, _, err := n.Controller(ctx); err != nil || id != 2 {
+				return fmt.Errorf("node %d: controller %d, %v", i, id, err)
+			}
+		}
+		return nil
+	})
+	if isDone(l2.Lost()) {
+		t.Fatalf("the winning controller lost its leadership")
+	}
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -68,7 +68,7 @@ const (
 // write checks the precondition against the local replica, applies the
 // write with a fresh stamp, tells local watchers and queues the broadcast,
 // all under one lock. A fenced write (l != nil) also checks that l is still
-// the best claim and no higher epoch has been seen, and stamps l's epoch.
+// the best claim and no better term has been seen, and stamps l's term.
 func (b *Backend) write(ctx context.Context, op, key string, value []byte, expect coord.Version, kind writeOp, l *leadership) (coord.Version, error) {
 	if err := ctx.Err(); err != nil {
 		return coord.NoVersion, err
@@ -84,12 +84,12 @@ func (b *Backend) write(ctx context.Context, op, key string, value []byte, expec
 	if b.closed {
 		return coord.NoVersion, b.closedErr(op)
 	}
-	var epoch int64
+	var t *term
 	if l != nil {
 		if err := b.fenceLocked(l); err != nil {
 			return coord.NoVersion, fmt.Errorf("gossip %s %s: %w", op, key, err)
 		}
-		epoch = l.c.Epoch
+		t = &term{l.c.Epoch, l.c.BrokerID}
 	}
 	cur := b.st.live(key)
 	switch kind {
@@ -105,7 +105,7 @@ func (b *Backend) write(ctx context.Context, op, key string, value []byte, expec
 			return coord.NoVersion, fmt.Errorf("gossip %s %s: version is %d, expected %d: %w", op, key, cur.Stamp.version(), expect, coord.ErrConflict)
 		}
 	}
-	e := &entry{Key: key, Stamp: b.st.newStamp(b.name, epoch)}
+	e := &entry{Key: key, Stamp: b.st.newStamp(b.name, t)}
 	if kind == opDel {
 		e.Deleted = true
 	} else {

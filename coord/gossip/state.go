@@ -38,21 +38,43 @@ func checkKey(key string) error {
 	return nil
 }
 
+// term is a controller epoch and the broker ID that holds it. At equal
+// epochs (two sides of a partition can both elect epoch E+1) the lower
+// broker ID is the better term, as in claim order, so that the winning
+// controller's writes also win.
+type term struct {
+	Epoch int64
+	Ctl   int32
+}
+
+// noCtl is the Ctl of a term with no known controller: the worst at its epoch.
+const noCtl = math.MaxInt32
+
+func (t term) less(o term) bool {
+	if t.Epoch != o.Epoch {
+		return t.Epoch < o.Epoch
+	}
+	return t.Ctl > o.Ctl
+}
+
 // stamp orders the writes of one key across the cluster: the controller
-// epoch the writer had seen (or held), then a hybrid logical clock value,
+// term the writer had seen (or held), then a hybrid logical clock value,
 // then the writer's node name. Every write gets a stamp greater than every
 // stamp its writer has seen, so a write always beats the state it replaced
 // on its own node, and any two replicas that have seen the same writes agree
 // on the winner.
 type stamp struct {
 	Epoch int64  `json:"e"`
+	Ctl   int32  `json:"c"`
 	HLC   uint64 `json:"h"`
 	Node  string `json:"n"`
 }
 
+func (s stamp) term() term { return term{s.Epoch, s.Ctl} }
+
 func (s stamp) less(o stamp) bool {
-	if s.Epoch != o.Epoch {
-		return s.Epoch < o.Epoch
+	if s.term() != o.term() {
+		return s.term().less(o.term())
 	}
 	if s.HLC != o.HLC {
 		return s.HLC < o.HLC
@@ -61,13 +83,14 @@ func (s stamp) less(o stamp) bool {
 }
 
 // version is the opaque coord.Version of a stamp: a 63-bit FNV-1a hash of
-// all three parts, so a delete and re-create (a new stamp) never reuses a
+// all its parts, so a delete and re-create (a new stamp) never reuses a
 // Version, and two writers with the same clock value still differ.
 func (s stamp) version() coord.Version {
 	h := fnv.New64a()
-	var b [16]byte
+	var b [20]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(s.Epoch))
-	binary.BigEndian.PutUint64(b[8:], s.HLC)
+	binary.BigEndian.PutUint32(b[8:12], uint32(s.Ctl))
+	binary.BigEndian.PutUint64(b[12:], s.HLC)
 	h.Write(b[:])
 	h.Write([]byte(s.Node))
 	return coord.Version(h.Sum64() & math.MaxInt64)
@@ -158,14 +181,14 @@ func encodeMsg(kind byte, v any) []byte {
 // claim. It is not safe for concurrent use; Backend guards it
 // with its mutex.
 type store struct {
-	entries  map[string]*entry
-	claim    *claim
-	maxEpoch int64
-	clock    hlc
+	entries map[string]*entry
+	claim   *claim
+	maxTerm term // the best term in any claim or record seen
+	clock   hlc
 }
 
 func newStore(wall func() time.Time) *store {
-	return &store{entries: map[string]*entry{}, clock: hlc{wall: wall}}
+	return &store{entries: map[string]*entry{}, maxTerm: term{0, noCtl}, clock: hlc{wall: wall}}
 }
 
 // live returns the live record at key, or nil.
@@ -177,21 +200,26 @@ func (s *store) live(key string) *entry {
 	return e
 }
 
-// newStamp is a stamp for a local write at epoch (0: the highest seen).
-func (s *store) newStamp(node string, epoch int64) stamp {
-	if epoch == 0 {
-		epoch = s.maxEpoch
+// newStamp is a stamp for a local write in term t (nil: the best seen).
+func (s *store) newStamp(node string, t *term) stamp {
+	tt := s.maxTerm
+	if t != nil {
+		tt = *t
 	}
-	return stamp{Epoch: epoch, HLC: s.clock.now(), Node: node}
+	return stamp{Epoch: tt.Epoch, Ctl: tt.Ctl, HLC: s.clock.now(), Node: node}
+}
+
+func (s *store) observeTerm(t term) {
+	if s.maxTerm.less(t) {
+		s.maxTerm = t
+	}
 }
 
 // apply merges e by last-writer-wins and reports the event it causes (nil
 // when e lost or changed nothing visible).
 func (s *store) apply(e *entry) (applied bool, ev *coord.Event) {
 	s.clock.observe(e.Stamp.HLC)
-	if e.Stamp.Epoch > s.maxEpoch {
-		s.maxEpoch = e.Stamp.Epoch
-	}
+	s.observeTerm(e.Stamp.term())
 	old := s.entries[e.Key]
 	if old != nil && !old.Stamp.less(e.Stamp) {
 		return false, nil
@@ -208,9 +236,7 @@ func (s *store) apply(e *entry) (applied bool, ev *coord.Event) {
 
 // applyClaim keeps c if it is better than the current claim.
 func (s *store) applyClaim(c claim) bool {
-	if c.Epoch > s.maxEpoch {
-		s.maxEpoch = c.Epoch
-	}
+	s.observeTerm(term{c.Epoch, c.BrokerID})
 	if s.claim != nil && !c.better(*s.claim) {
 		return false
 	}

@@ -23,7 +23,7 @@ func TestMergeOrderIndependent(t *testing.T) {
 		var writes []*entry
 		used := map[string]bool{} // a writer never reuses a clock value
 		for i := 0; i < 30; i++ {
-			st := stamp{Epoch: int64(rng.IntN(3)), HLC: uint64(rng.IntN(20)), Node: fmt.Sprint("n", rng.IntN(3))}
+			st := stamp{Epoch: int64(rng.IntN(3)), Ctl: int32(rng.IntN(2)), HLC: uint64(rng.IntN(20)), Node: fmt.Sprint("n", rng.IntN(3))}
 			if id := fmt.Sprint(st.HLC, st.Node); used[id] {
 				continue
 			} else {
@@ -83,6 +83,16 @@ func TestStampOrderAndVersions(t *testing.T) {
 	if !c.less(a) {
 		t.Fatalf("equal epoch and clock: node name breaks the tie")
 	}
+	// Two controllers elected at the same epoch (a three-way split): the
+	// lower broker ID's term wins, as its claim does, whatever the clocks.
+	ctl3 := stamp{Epoch: 5, Ctl: 3, HLC: 10, Node: "a"}
+	ctl7 := stamp{Epoch: 5, Ctl: 7, HLC: 99, Node: "b"}
+	if !ctl7.less(ctl3) || ctl3.less(ctl7) {
+		t.Fatalf("at equal epochs the lower controller ID must win")
+	}
+	if ctl3.version() == ctl7.version() || ctl3.version() == (stamp{Epoch: 5, Ctl: 4, HLC: 10, Node: "a"}).version() {
+		t.Fatalf("the controller ID is not part of the version")
+	}
 	seen := map[coord.Version]stamp{}
 	for _, s := range []stamp{a, b, c, {Epoch: 1, HLC: 100, Node: "zz"}, {Epoch: 0, HLC: 100, Node: "z"}} {
 		v := s.version()
@@ -113,16 +123,16 @@ func TestStampOrderAndVersions(t *testing.T) {
 	}
 	// A delete then re-create gets a new version; a tombstone hides an older put.
 	s := newStore(time.Now)
-	first := &entry{Key: "/x", Value: []byte("1"), Stamp: s.newStamp("n", 0)}
+	first := &entry{Key: "/x", Value: []byte("1"), Stamp: s.newStamp("n", nil)}
 	s.apply(first)
-	del := &entry{Key: "/x", Deleted: true, Stamp: s.newStamp("n", 0)}
+	del := &entry{Key: "/x", Deleted: true, Stamp: s.newStamp("n", nil)}
 	if _, ev := s.apply(del); ev == nil || ev.Kind != coord.EventDelete {
 		t.Fatalf("delete event %+v", ev)
 	}
 	if applied, _ := s.apply(first); applied || s.live("/x") != nil {
 		t.Fatalf("an old put came back over its tombstone")
 	}
-	again := &entry{Key: "/x", Value: []byte("2"), Stamp: s.newStamp("n", 0)}
+	again := &entry{Key: "/x", Value: []byte("2"), Stamp: s.newStamp("n", nil)}
 	s.apply(again)
 	if again.Stamp.version() == first.Stamp.version() {
 		t.Fatalf("re-created record reused its old version")
@@ -130,7 +140,7 @@ func TestStampOrderAndVersions(t *testing.T) {
 	if n := s.gc(time.Now().Add(time.Hour), time.Minute); n != 0 {
 		t.Fatalf("gc dropped %d live records", n)
 	}
-	s.apply(&entry{Key: "/x", Deleted: true, Stamp: s.newStamp("n", 0)})
+	s.apply(&entry{Key: "/x", Deleted: true, Stamp: s.newStamp("n", nil)})
 	if n := s.gc(time.Now().Add(time.Hour), time.Minute); n != 1 || len(s.entries) != 0 {
 		t.Fatalf("gc of an expired tombstone: dropped %d, left %d", n, len(s.entries))
 	}
@@ -139,7 +149,7 @@ func TestStampOrderAndVersions(t *testing.T) {
 func TestClaimOrder(t *testing.T) {
 	s := newStore(time.Now)
 	c1 := claim{Epoch: 3, BrokerID: 5, Node: "a", Token: 1}
-	if !s.applyClaim(c1) || s.maxEpoch != 3 {
+	if !s.applyClaim(c1) || s.maxTerm != (term{3, 5}) {
 		t.Fatalf("first claim not kept")
 	}
 	if s.applyClaim(claim{Epoch: 2, BrokerID: 1, Node: "b", Token: 2}) {
@@ -200,7 +210,7 @@ func TestSlowWatcherGetsResync(t *testing.T) {
 	b.watchers[w] = struct{}{}
 	for i := 0; i < maxPending+10; i++ {
 		b.mu.Lock()
-		b.applyLocked(&entry{Key: fmt.Sprintf("/k%d", i%7), Value: []byte{1}, Stamp: b.st.newStamp("self", 0)})
+		b.applyLocked(&entry{Key: fmt.Sprintf("/k%d", i%7), Value: []byte{1}, Stamp: b.st.newStamp("self", nil)})
 		b.mu.Unlock()
 	}
 	w.mu.Lock()
