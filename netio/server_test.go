@@ -75,9 +75,10 @@ func TestPipelineOrderRandomLatency(t *testing.T) {
 	if m := maxConcurrent.Load(); m < 2 || m > 16 {
 		t.Fatalf("max concurrent Later handlers %d, want 2..16 (MaxInflightPerConn)", m)
 	}
-	if got := s.Metrics().ResponsesSent; got != uint64(len(want)) {
-		t.Fatalf("ResponsesSent %d, want %d", got, len(want))
-	}
+	// Counted just after the write returns: the client may be faster.
+	eventually(t, 5*time.Second, "ResponsesSent counts every answer", func() bool {
+		return s.Metrics().ResponsesSent == uint64(len(want))
+	})
 }
 
 // Frames written one byte at a time (and split at every boundary) decode.
@@ -185,10 +186,10 @@ func TestUnknownKeyClosesOnlyItsConnection(t *testing.T) {
 	if r := mustResponse(t, b); r.corr != 77 {
 		t.Fatalf("b: %d", r.corr)
 	}
-	m := s.Metrics()
-	if m.UnknownAPIKeys != 1 || m.ConnectionsClosed != 1 {
-		t.Fatalf("metrics %+v", m)
-	}
+	eventually(t, 5*time.Second, "one unknown key, one closed connection", func() bool {
+		m := s.Metrics()
+		return m.UnknownAPIKeys == 1 && m.ConnectionsClosed == 1
+	})
 }
 
 func TestOversizedAndMalformedFrames(t *testing.T) {
