@@ -165,7 +165,6 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	b.ml = ml
 	self := ml.LocalNode()
 	b.addr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
-	b.log = b.log.With("addr", b.addr)
 
 	if err := b.join(ctx); err != nil {
 		_ = ml.Shutdown()
@@ -182,7 +181,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	go b.reconnectLoop()
 	go b.pauseWatchdog()
 	go b.gcLoop()
-	b.log.Info("gossip node started", "members", ml.NumMembers())
+	b.log.Info("gossip node started", "addr", b.addr, "members", ml.NumMembers())
 	return b, nil
 }
 
