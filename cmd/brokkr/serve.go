@@ -38,6 +38,7 @@ SIGTERM or SIGINT shut it down cleanly: stop accepting, finish in-flight
 requests, flush, write checkpoints and the clean-shutdown marker.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			began := time.Now()
 			cfg, err := config.Load(configFile, overrides)
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("configuration:\n%v", err)}
@@ -69,7 +70,7 @@ requests, flush, write checkpoints and the clean-shutdown marker.`,
 			}
 			fmt.Fprintf(out, "brokkr: data in %s\n", strings.Join(cfg.LogDirs, ","))
 			fmt.Fprintf(out, "brokkr: coordination %s, cluster %s, node %d\n", cfg.CoordinationSpec(), b.ClusterID(), cfg.NodeID)
-			fmt.Fprintf(out, "brokkr: ready in %s\n", b.ReadyIn().Round(time.Millisecond))
+			fmt.Fprintf(out, "brokkr: ready in %s (broker start %s)\n", time.Since(began).Round(time.Millisecond), b.ReadyIn().Round(time.Millisecond))
 
 			if stopAfter > 0 {
 				select {
