@@ -219,6 +219,11 @@ func (c *cluster) add(mod func(*Config)) *Backend {
 	cfg.Bootstrap = len(seeds) == 0
 	cfg.Logger = testLogger(c.t)
 	cfg.transport = c.f.wrap
+	// Nodes in one test process stall together when the shared machine
+	// starves the process (2 s seen under -race), so none of them can be
+	// replaced meanwhile: a longer pause limit avoids needless step-downs.
+	// The pause check itself is tested on a child process (TestFreezeAndResume).
+	cfg.PauseLimit = max(cfg.PauseLimit, 5*time.Second)
 	if mod != nil {
 		mod(&cfg)
 	}
