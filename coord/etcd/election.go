@@ -160,8 +160,18 @@ func (b *Backend) resignQuietly(e *concurrency.Election) {
 // deleted, or another epoch is written; it re-checks after a broken watch.
 func (l *leadership) guard(s *session) {
 	b := l.b
+	// Everything below stops when the session ends: a Watch call or a read
+	// made while etcd is unreachable blocks until its context ends.
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
+	stop := context.AfterFunc(s.s.Ctx(), cancel)
+	defer stop()
+	sessionOver := func() string {
+		if b.ctx.Err() != nil {
+			return "backend closed"
+		}
+		return "session lost (lease expired or could not be kept alive)"
+	}
 	rev := l.epochRev
 	for {
 		wctx, wcancel := context.WithCancel(ctx)
@@ -174,9 +184,9 @@ func (l *leadership) guard(s *session) {
 				wcancel()
 				return
 			case <-s.lost:
-				why = "session lost (lease expired or could not be kept alive)"
-			case <-b.ctx.Done():
-				why = "backend closed"
+				why = sessionOver()
+			case <-ctx.Done():
+				why = sessionOver()
 			case wr, ok := <-lk:
 				if !ok || wr.Err() != nil || wr.CompactRevision != 0 {
 					why = "recheck"
@@ -232,7 +242,7 @@ func (l *leadership) guard(s *session) {
 			}
 		}
 		if ctx.Err() != nil {
-			l.end("backend closed")
+			l.end(sessionOver())
 			return
 		}
 	}
