@@ -88,6 +88,12 @@ func Open(ctx context.Context, spec string, opts Options) (coord.Backend, error)
 				return nil, errors.New("brokkr.coordination=etcd-embedded needs a data dir (log.dirs) for the embedded etcd member")
 			}
 			cfg.Embed.Dir = filepath.Join(opts.DataDir, etcd.DataDirName)
+			if cfg.Embed.InitialCluster == "" {
+				// A one-member cluster has no peer to time out, so raft's
+				// election time-out only delays the first self-election:
+				// 1 s of etcd's default is most of the broker's start time.
+				cfg.Embed.Heartbeat, cfg.Embed.Election = 20*time.Millisecond, 200*time.Millisecond
+			}
 		}
 		if opts.SessionTimeout > 0 {
 			cfg.SessionTimeout = opts.SessionTimeout
