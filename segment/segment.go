@@ -523,8 +523,10 @@ func (s *Segment) Activate() error {
 }
 
 // Seal ends appends to this segment: a final time index entry records the
-// max timestamp, the indexes are trimmed to their entries, and everything
-// is flushed. A sealed segment can be re-activated (after a truncation).
+// max timestamp, and the indexes are trimmed to their entries and synced.
+// The .log is not synced here (that can take seconds for 1 GiB): use
+// Flush, or LogSync from another goroutine. A sealed segment can be
+// re-activated (after a truncation).
 func (s *Segment) Seal() error {
 	if !s.active {
 		return nil
@@ -533,9 +535,6 @@ func (s *Segment) Seal() error {
 		if err := s.tidx.maybeAppend(s.maxTs, s.offMaxTs); err != nil {
 			return err
 		}
-	}
-	if err := s.Flush(); err != nil {
-		return err
 	}
 	if err := s.idx.resize(int64(s.idx.n * offsetEntrySize)); err != nil {
 		return err
@@ -902,13 +901,28 @@ func (s *Segment) Flush() error {
 	return s.tidx.sync(s.tidx.n * timeEntrySize)
 }
 
-// Close seals (trims and flushes) and closes the segment. Regions still
-// held keep the .log open until released.
+// LogSync returns a function that fdatasyncs the .log, holding a
+// reference so it may run in another goroutine even if the segment is
+// closed or deleted meanwhile. Call it exactly once.
+func (s *Segment) LogSync() func() error {
+	lf := s.log
+	lf.refs.Add(1)
+	return func() error {
+		defer lf.release()
+		return storageErr("sync", lf.Name(), lf.Sync())
+	}
+}
+
+// Close flushes, seals (trims the indexes) and closes the segment. Regions
+// still held keep the .log open until released.
 func (s *Segment) Close() error {
 	if s.closed {
 		return nil
 	}
-	err := s.Seal()
+	err := s.Flush()
+	if serr := s.Seal(); err == nil {
+		err = serr
+	}
 	s.closed = true
 	if cerr := s.closeFiles(); err == nil {
 		err = cerr

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ type Log struct {
 	epochDirty     bool
 	notify         chan struct{}
 	closed         bool
+	bg             sync.WaitGroup // background syncs of rolled segments
 }
 
 type seg struct {
@@ -157,6 +159,12 @@ func (l *Log) load() error {
 			return fmt.Errorf("log %s: segment %d overlaps the previous one (next offset %d)", l.dir, b, l.segs[n-1].NextOffset())
 		}
 		l.segs = append(l.segs, &seg{Segment: s, created: now})
+		if from >= 0 && !rec.Truncated() && i < len(bases)-1 && s.NextOffset() < bases[i+1] {
+			// Unflushed data of this segment was lost (power loss) while a
+			// later segment's survived: keep the log a prefix, no holes.
+			rec.TruncatedAt, rec.Reason = s.Size(), fmt.Sprintf("offsets %d-%d lost: the segment ends before the next one starts", s.NextOffset(), bases[i+1]-1)
+			rec.FirstLostOffset = s.NextOffset()
+		}
 		if rec.Truncated() {
 			l.log.Warn("recovery truncated a segment", "base", b, "position", rec.TruncatedAt, "bytes", rec.TruncatedBytes,
 				"first_lost_offset", rec.FirstLostOffset, "corrupt", rec.Corrupt, "reason", rec.Reason)
@@ -326,9 +334,28 @@ func (l *Log) rollReason(size int, last int64, now time.Time) string {
 }
 
 func (l *Log) roll(base int64, reason string, now time.Time) error {
-	if err := l.active().Seal(); err != nil {
+	old := l.active()
+	if err := old.Seal(); err != nil {
 		return err
 	}
+	// Sync the sealed segment's .log in the background (as Kafka does on
+	// roll) and move the recovery point past it when done: appends do not
+	// wait for a 1 GiB fdatasync, and restarts need not re-read it.
+	sync := old.LogSync()
+	l.bg.Add(1)
+	go func() {
+		defer l.bg.Done()
+		err := sync()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if err != nil {
+			l.storageError(err)
+			return
+		}
+		if !l.closed && l.rp >= old.Base() && slices.Contains(l.segs, old) {
+			l.rp = min(max(l.rp, old.NextOffset()), l.leo())
+		}
+	}()
 	s, err := segment.Create(l.fs, l.dir, base, l.cfg.segmentConfig())
 	if err != nil {
 		return err
@@ -716,6 +743,12 @@ func (l *Log) AssignEpoch(epoch int32) error {
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.mu.Unlock()
+	l.bg.Wait() // background syncs take the lock when done
+	l.mu.Lock()
 	if l.closed {
 		return nil
 	}
