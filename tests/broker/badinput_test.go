@@ -1,0 +1,270 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/brokkr/brokkr/internal/testbroker"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// requestMax is the socket.request.max.bytes the bad-input test runs with
+// (message.max.bytes must stay below it).
+const requestMax = 2 << 20
+
+// TestBadInputHurtsOnlyItsConnection sends, on raw connections, every kind
+// of bad input issue 3 item 4 names, while a franz-go producer on its own
+// connection keeps producing: each bad connection is answered or closed as
+// Kafka does, and not one of the producer's records fails.
+func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
+	b := testbroker.Start(t, "socket.request.max.bytes="+strconv.Itoa(requestMax))
+	createTopic(t, b.Addr, "steady", 1, nil)
+
+	// The bystander: a producer that produces one record at a time for the
+	// whole test and counts successes and failures.
+	prod := newClient(t, b.Addr, kgo.DefaultProduceTopic("steady"), kgo.ProducerLinger(0))
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("v" + strconv.Itoa(i))}).FirstErr()
+			cancel()
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			} else {
+				ok.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	// progress waits until the bystander has produced n more records.
+	progress := func(what string) {
+		t.Helper()
+		from := ok.Load()
+		testbroker.Eventually(t, 10*time.Second, "the steady producer makes progress "+what, func() bool { return ok.Load() >= from+3 })
+	}
+	progress("at the start")
+
+	t.Run("unknown key pipelined", func(t *testing.T) {
+		rc := dial(t, b.Addr)
+		av := kmsg.NewPtrApiVersionsRequest()
+		av.SetVersion(3)
+		av.ClientSoftwareName, av.ClientSoftwareVersion = "brokkr-tests", "1"
+		md := kmsg.NewPtrMetadataRequest()
+		md.SetVersion(9)
+		var pipe []byte
+		pipe = append(pipe, frame(av, 1)...)
+		pipe = append(pipe, frameRaw(999, 0, 2, false, []byte{0, 0, 0, 0})...)
+		pipe = append(pipe, frame(md, 3)...)
+		if err := rc.write(pipe); err != nil {
+			t.Fatal(err)
+		}
+		corr, body, err := rc.readFrame(ioLimit)
+		if err != nil || corr != 1 {
+			t.Fatalf("first pipelined request (ApiVersions): corr %d err %v, want its answer", corr, err)
+		}
+		resp, err := decode(av, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ec := resp.(*kmsg.ApiVersionsResponse).ErrorCode; ec != 0 {
+			t.Fatalf("ApiVersions error %d", ec)
+		}
+		rc.expectClosed(5*time.Second, "after an unknown API key 999")
+	})
+	progress("after an unknown key")
+
+	t.Run("future ApiVersions version", func(t *testing.T) {
+		rc := dial(t, b.Addr)
+		// A v4 body labelled v99 with a flexible (v2) header, as a newer
+		// client would send it.
+		av := kmsg.NewPtrApiVersionsRequest()
+		av.SetVersion(4)
+		av.ClientSoftwareName, av.ClientSoftwareVersion = "future-client", "9"
+		if err := rc.write(frameRaw(18, 99, 7, true, av.AppendTo(nil))); err != nil {
+			t.Fatal(err)
+		}
+		corr, body, err := rc.readFrame(ioLimit)
+		if err != nil || corr != 7 {
+			t.Fatalf("ApiVersions v99: corr %d err %v, want an answer", corr, err)
+		}
+		v0 := kmsg.NewPtrApiVersionsResponse()
+		v0.SetVersion(0)
+		if err := v0.ReadFrom(body); err != nil {
+			t.Fatalf("ApiVersions v99 answer is not a v0 body: %v (% x)", err, body)
+		}
+		if v0.ErrorCode != kerr.UnsupportedVersion.Code {
+			t.Errorf("ApiVersions v99: error %d, want UNSUPPORTED_VERSION (%d)", v0.ErrorCode, kerr.UnsupportedVersion.Code)
+		}
+		found := false
+		for _, k := range v0.ApiKeys {
+			if k.ApiKey == 18 {
+				found = true
+				if k.MinVersion != 0 || k.MaxVersion < 3 {
+					t.Errorf("ApiVersions range v%d-v%d in the KIP-511 answer, want v0-v3 or more", k.MinVersion, k.MaxVersion)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("KIP-511 answer does not list ApiVersions' range: %+v", v0.ApiKeys)
+		}
+		// The connection stays usable: the client retries and goes on.
+		av3 := kmsg.NewPtrApiVersionsRequest()
+		av3.SetVersion(3)
+		av3.ClientSoftwareName, av3.ClientSoftwareVersion = "future-client", "9"
+		if r := rc.mustRoundTrip(av3).(*kmsg.ApiVersionsResponse); r.ErrorCode != 0 || len(r.ApiKeys) < 10 {
+			t.Fatalf("ApiVersions v3 after v99: error %d, %d keys", r.ErrorCode, len(r.ApiKeys))
+		}
+		md := kmsg.NewPtrMetadataRequest()
+		md.SetVersion(9)
+		if r := rc.mustRoundTrip(md).(*kmsg.MetadataResponse); len(r.Brokers) != 1 {
+			t.Fatalf("Metadata after ApiVersions v99: %d brokers, want 1", len(r.Brokers))
+		}
+	})
+	progress("after a future ApiVersions")
+
+	t.Run("Fetch v3 below the floor", func(t *testing.T) {
+		rc := dial(t, b.Addr)
+		f := kmsg.NewPtrFetchRequest()
+		f.SetVersion(3)
+		if err := rc.write(frame(f, 1)); err != nil {
+			t.Fatal(err)
+		}
+		rc.expectClosed(5*time.Second, "after Fetch v3")
+	})
+	t.Run("Metadata above the maximum", func(t *testing.T) {
+		max := apiVersions(t, b.Addr)[3][1]
+		rc := dial(t, b.Addr)
+		md := kmsg.NewPtrMetadataRequest()
+		md.SetVersion(max)
+		if err := rc.write(frameRaw(3, max+1, 1, true, md.AppendTo(nil))); err != nil {
+			t.Fatal(err)
+		}
+		rc.expectClosed(5*time.Second, "after Metadata v"+strconv.Itoa(int(max+1)))
+	})
+	progress("after unsupported versions")
+
+	t.Run("truncated body", func(t *testing.T) {
+		// A CreateTopics v4 body cut in the middle of its first topic name:
+		// the frame is complete, its content is not.
+		ct := kmsg.NewPtrCreateTopicsRequest()
+		ct.SetVersion(4)
+		tp := kmsg.NewCreateTopicsRequestTopic()
+		tp.Topic, tp.NumPartitions, tp.ReplicationFactor = "never-created", 1, 1
+		ct.Topics = append(ct.Topics, tp)
+		body := ct.AppendTo(nil)
+		rc := dial(t, b.Addr)
+		if err := rc.write(frameRaw(19, 4, 1, false, body[:8])); err != nil {
+			t.Fatal(err)
+		}
+		rc.expectClosed(5*time.Second, "after a truncated CreateTopics body")
+	})
+	t.Run("garbage body", func(t *testing.T) {
+		// Metadata v1: topics array claiming 2^31-1 entries, then nothing.
+		rc := dial(t, b.Addr)
+		if err := rc.write(frameRaw(3, 1, 1, false, []byte{0x7f, 0xff, 0xff, 0xff, 0xde, 0xad})); err != nil {
+			t.Fatal(err)
+		}
+		rc.expectClosed(5*time.Second, "after a Metadata body announcing 2^31-1 topics")
+	})
+	t.Run("frame shorter than a header", func(t *testing.T) {
+		rc := dial(t, b.Addr)
+		if err := rc.write([]byte{0, 0, 0, 3, 0, 3, 0}); err != nil {
+			t.Fatal(err)
+		}
+		rc.expectClosed(5*time.Second, "after a 3-byte frame")
+	})
+	progress("after malformed bodies")
+
+	t.Run("oversized size prefix", func(t *testing.T) {
+		vmBefore := vmSizeKiB(t, b.PID())
+		// Several connections each announce a ~2 GiB request (above the
+		// 2 MiB socket.request.max.bytes) and send a few bytes of it. Each
+		// must be closed at once, long before the body could arrive, and
+		// the broker must not have reserved the announced sizes.
+		const conns = 8
+		var rcs []*rawConn
+		for i := 0; i < conns; i++ {
+			rc := dial(t, b.Addr)
+			p := make([]byte, 4, 64)
+			binary.BigEndian.PutUint32(p, 0x7ffffff0)
+			p = append(p, frameRaw(3, 1, 1, false, nil)[4:]...)
+			if err := rc.write(p); err != nil {
+				t.Fatal(err)
+			}
+			rcs = append(rcs, rc)
+		}
+		for i, rc := range rcs {
+			rc.expectClosed(5*time.Second, "connection "+strconv.Itoa(i)+" after a 2 GiB size prefix")
+		}
+		vmAfter := vmSizeKiB(t, b.PID())
+		t.Logf("broker VmSize %d MiB before, %d MiB after %d announced 2 GiB requests", vmBefore>>10, vmAfter>>10, conns)
+		if vmAfter-vmBefore > 1<<20 {
+			t.Errorf("broker VmSize grew by %d MiB after oversized size prefixes: it reserved the announced sizes", (vmAfter-vmBefore)>>10)
+		}
+		// A request just above the limit but complete is refused too.
+		rc := dial(t, b.Addr)
+		big := frameRaw(3, 1, 1, false, make([]byte, requestMax))
+		_ = rc.write(big) // the broker may close before it is all written
+		rc.expectClosed(5*time.Second, "after a complete request above socket.request.max.bytes")
+	})
+	progress("after oversized size prefixes")
+
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("the steady producer saw %d failures (first: %v) while other connections sent bad input; %d succeeded", n, firstErr.Load(), ok.Load())
+	}
+	t.Logf("steady producer: %d records produced during the bad input", ok.Load())
+	if got := endOffset(t, b.Addr, "steady", 0); got != ok.Load() {
+		t.Errorf("steady: end offset %d, want the %d acknowledged records", got, ok.Load())
+	}
+
+	// The broker still serves new connections and has not panicked.
+	md := kmsg.NewPtrMetadataRequest()
+	md.SetVersion(0)
+	if r := dial(t, b.Addr).mustRoundTrip(md).(*kmsg.MetadataResponse); len(r.Brokers) != 1 {
+		t.Fatalf("Metadata v0 on a new connection: %d brokers", len(r.Brokers))
+	}
+	assertNoPanic(t, b)
+}
+
+// vmSizeKiB is a process's virtual memory size (address space reserved).
+func vmSizeKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmSize:" {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no VmSize in /proc/%d/status", pid)
+	return 0
+}
