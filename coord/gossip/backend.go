@@ -118,6 +118,12 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		RetransmitMult: cfg.RetransmitMult,
 	}
 
+	if cfg.StateFile != "" {
+		if err := b.loadState(cfg.StateFile); err != nil {
+			return nil, err
+		}
+	}
+
 	mlLog := log.New(&logBridge{log: lg}, "", 0)
 	nt, err := newNetTransport(cfg, mlLog)
 	if err != nil {
@@ -177,6 +183,10 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.log.Warn("initial state sync incomplete; anti-entropy will repair", "err", err)
 	}
 	cancel()
+	if cfg.StateFile != "" {
+		b.wg.Add(1)
+		go b.persistLoop()
+	}
 	b.wg.Add(3)
 	go b.reconnectLoop()
 	go b.pauseWatchdog()

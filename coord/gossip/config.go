@@ -87,6 +87,14 @@ type Config struct {
 	// once, before it can act on stale state. 0 disables the check.
 	PauseLimit time.Duration
 
+	// StateFile, if set, keeps the replica (records, tombstones, the best
+	// claim and the highest term) on disk: Open loads it, and every change
+	// is written there within about 100 ms (write to a temporary file,
+	// fsync, rename). Without it everything lives in memory and is lost
+	// when every node stops at once; a restarted node then also starts
+	// epochs at 1.
+	StateFile string
+
 	// Logger receives the backend's and memberlist's messages; nil discards.
 	Logger *slog.Logger
 

@@ -22,6 +22,9 @@
 //     (higher epoch; equal epochs: lower broker ID) wins, the other
 //     leadership is signalled Lost, and its records lose to the winner's.
 //
+// The replica lives in memory and, with Config.StateFile, in a file that
+// Open loads, so that a whole-cluster restart keeps records and epochs.
+//
 // Capabilities reports Linearizable, SingleController and FencedWrites as
 // false. docs/coordination.md ("Gossip") states the guarantees, what a
 // partition costs, and the timing defaults and safe range.

@@ -185,6 +185,7 @@ type store struct {
 	claim   *claim
 	maxTerm term // the best term in any claim or record seen
 	clock   hlc
+	gen     uint64 // counts changes, for the state file
 }
 
 func newStore(wall func() time.Time) *store {
@@ -225,6 +226,7 @@ func (s *store) apply(e *entry) (applied bool, ev *coord.Event) {
 		return false, nil
 	}
 	s.entries[e.Key] = e
+	s.gen++
 	switch {
 	case !e.Deleted:
 		return true, &coord.Event{Kind: coord.EventPut, Key: e.Key, Value: append([]byte(nil), e.Value...), Version: e.Stamp.version()}
@@ -241,6 +243,7 @@ func (s *store) applyClaim(c claim) bool {
 		return false
 	}
 	s.claim = &c
+	s.gen++
 	return true
 }
 
@@ -262,6 +265,7 @@ func (s *store) gc(now time.Time, ttl time.Duration) (dropped int) {
 		if e.Deleted && now.Sub(hlcTime(e.Stamp.HLC)) > ttl {
 			delete(s.entries, k)
 			dropped++
+			s.gen++
 		}
 	}
 	return dropped
