@@ -25,6 +25,7 @@ type Server struct {
 
 	coord  coord.Backend
 	broker *broker.Broker
+	admin  *admin
 }
 
 // Start opens the coordination backend and starts the broker. It returns
@@ -51,7 +52,23 @@ func (s *Server) Start(ctx context.Context) error {
 		_ = c.Close()
 		return err
 	}
+	if s.Config.AdminListen != "" {
+		a, err := startAdmin(s.Config.AdminListen, s.broker)
+		if err != nil {
+			_ = s.Close(ctx)
+			return err
+		}
+		s.admin = a
+	}
 	return nil
+}
+
+// AdminAddr is the bound address of the admin HTTP listener, or nil.
+func (s *Server) AdminAddr() net.Addr {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.ln.Addr()
 }
 
 func zkConnTimeout(c config.Config) time.Duration {
@@ -72,6 +89,9 @@ func (s *Server) Broker() *broker.Broker { return s.broker }
 // coordination backend.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
+	if s.admin != nil {
+		errs = append(errs, s.admin.close(ctx))
+	}
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close(ctx))
 	}

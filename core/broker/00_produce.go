@@ -7,7 +7,9 @@ package broker
 // Brokkr does not store (batches are kept exactly as they came, magic 2
 // only), so every partition of such a request gets UNSUPPORTED_VERSION.
 //
-// acks must be 0, 1 or -1 (INVALID_REQUIRED_ACKS otherwise). Batches are
+// acks must be 0, 1 or -1 (INVALID_REQUIRED_ACKS otherwise); acks=-1 with
+// fewer in-sync replicas than min.insync.replicas is NOT_ENOUGH_REPLICAS
+// and nothing is written. Batches are
 // validated (size, magic, CRC-32C, record framing and counts, decompressing
 // compressed records with a cap) and appended as they came; only base
 // offset and partition leader epoch are rewritten. Idempotent batches are
@@ -90,6 +92,9 @@ func (b *Broker) produceOne(topic string, rp kmsg.ProduceRequestTopicPartition, 
 	}
 	if len(rp.Records) == 0 {
 		return kerr.CorruptMessage.Code, "no record batches", -1
+	}
+	if req.Acks == -1 && int32(p.isrSize) < p.config().MinInsyncReplicas {
+		return kerr.NotEnoughReplicas.Code, fmt.Sprintf("the ISR has %d replica(s), min.insync.replicas is %d", p.isrSize, p.config().MinInsyncReplicas), -1
 	}
 	hs, err := segment.Batches(rp.Records, int(p.config().MaxMessageBytes), recordsCheck)
 	if err != nil {

@@ -140,6 +140,16 @@ func (b *Broker) Advertised() []string {
 // ClusterID is the cluster's id.
 func (b *Broker) ClusterID() string { return b.clusterID }
 
+// Stats are the broker's request counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// PartitionCount is the number of partitions this broker hosts.
+func (b *Broker) PartitionCount() int {
+	b.pmu.RLock()
+	defer b.pmu.RUnlock()
+	return len(b.parts)
+}
+
 // NetMetrics are the network counters.
 func (b *Broker) NetMetrics() netio.Metrics { return b.srv.Metrics() }
 
@@ -247,7 +257,7 @@ func (b *Broker) ensureLocalLogs(t controller.Topic) error {
 		if err != nil {
 			return err
 		}
-		part := &partition{topic: t.Name, index: p.Index, topicID: t.ID, log: l, producers: newProducerState(), leaderEpoch: p.LeaderEpoch, cfg: cfg}
+		part := &partition{topic: t.Name, index: p.Index, topicID: t.ID, log: l, producers: newProducerState(), leaderEpoch: p.LeaderEpoch, isrSize: len(p.ISR), cfg: cfg}
 		if err := part.rebuildProducers(); err != nil {
 			b.log.Warn("rebuilding idempotent producer state", "topic", t.Name, "partition", p.Index, "err", err)
 		}

@@ -52,6 +52,7 @@ type partition struct {
 	// appendMu makes the idempotence check and the append it allows one step.
 	appendMu    sync.Mutex
 	leaderEpoch int32
+	isrSize     int
 
 	cfgMu sync.RWMutex
 	cfg   config.TopicConfig

@@ -1,0 +1,71 @@
+package brokkr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/brokkr/brokkr/core/broker"
+	"github.com/brokkr/brokkr/netio"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// admin is the HTTP listener of brokkr.admin.listener: /metrics in
+// Prometheus form (a private registry: never the global one), /livez (the
+// process is up) and /readyz (the broker started and serves).
+type admin struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func startAdmin(addr string, b *broker.Broker) (*admin, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	counter := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	nm := func(f func(m netio.Metrics) uint64) func() float64 {
+		return func() float64 { return float64(f(b.NetMetrics())) }
+	}
+	counter("brokkr_network_connections_accepted_total", "Client connections accepted.", nm(func(m netio.Metrics) uint64 { return m.ConnectionsAccepted }))
+	counter("brokkr_network_connections_closed_total", "Client connections closed.", nm(func(m netio.Metrics) uint64 { return m.ConnectionsClosed }))
+	counter("brokkr_network_requests_total", "Request frames received with a valid header.", nm(func(m netio.Metrics) uint64 { return m.RequestsReceived }))
+	counter("brokkr_network_frames_too_large_total", "Size prefixes above socket.request.max.bytes (connection closed).", nm(func(m netio.Metrics) uint64 { return m.FramesTooLarge }))
+	counter("brokkr_network_unknown_api_keys_total", "Requests with an API key no Kafka version defines (connection closed).", nm(func(m netio.Metrics) uint64 { return m.UnknownAPIKeys }))
+	counter("brokkr_network_malformed_headers_total", "Request headers that did not parse (connection closed).", nm(func(m netio.Metrics) uint64 { return m.MalformedHeaders }))
+	counter("brokkr_network_panics_recovered_total", "Handler panics caught at the connection boundary.", nm(func(m netio.Metrics) uint64 { return m.PanicsRecovered }))
+	counter("brokkr_network_idle_closes_total", "Connections closed by connections.max.idle.ms.", nm(func(m netio.Metrics) uint64 { return m.IdleCloses }))
+	counter("brokkr_network_sendfile_bytes_total", "Record bytes sent zero-copy with sendfile.", nm(func(m netio.Metrics) uint64 { return m.SendfileBytes }))
+	counter("brokkr_network_copy_fallback_bytes_total", "Record bytes copied through user space where zero-copy was impossible.", nm(func(m netio.Metrics) uint64 { return m.CopyFallbackBytes }))
+	st := b.Stats()
+	counter("brokkr_requests_unsupported_api_total", "Requests for an API key Brokkr does not serve (connection closed).", func() float64 { return float64(st.UnknownAPIKey.Load()) })
+	counter("brokkr_requests_unsupported_version_total", "Requests outside the advertised version range.", func() float64 { return float64(st.UnsupportedVersion.Load()) })
+	counter("brokkr_requests_malformed_total", "Request bodies that did not parse (connection closed).", func() float64 { return float64(st.MalformedRequest.Load()) })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_replicamanager_partitioncount", Help: "Partitions hosted by this broker."}, func() float64 { return float64(b.PartitionCount()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_kafkaserver_brokerstate", Help: "3 = running."}, func() float64 { return 3 }))
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	ready := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ready") }
+	mux.HandleFunc("/readyz", ready)
+	mux.HandleFunc("/v1/status/ready", ready)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("brokkr.admin.listener %s: %w", addr, err)
+	}
+	a := &admin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	go func() {
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener died; /livez stops answering, which is the signal
+		}
+	}()
+	return a, nil
+}
+
+func (a *admin) close(ctx context.Context) error { return a.srv.Shutdown(ctx) }
