@@ -131,6 +131,11 @@ func Open(ctx context.Context, spec string, opts Options) (coord.Backend, error)
 			cfg.BindAddr, cfg.BindPort = host, p
 		}
 		cfg.Bootstrap = opts.GossipBootstrap || (opts.GossipBind != "" && opts.GossipBind == cfg.Seeds[0])
+		if opts.DataDir != "" {
+			// Without consensus there is no log to replay: keep this node's
+			// replica on disk so a whole-cluster restart keeps the metadata.
+			cfg.StateFile = filepath.Join(opts.DataDir, "__brokkr_gossip_state")
+		}
 		cfg.Logger = opts.Logger
 		return gossip.Open(ctx, cfg)
 	}
