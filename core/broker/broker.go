@@ -77,30 +77,57 @@ type Stats struct {
 // dispatch decodes and serves one request. closeConn says the connection
 // must be closed (unknown key, unsupported version, malformed body).
 func (b *Broker) dispatch(ctx context.Context, rc *reqCtx, key int16, body []byte) (resp response, closeConn bool, err error) {
-	a, ok := apis[key]
-	if !ok {
+	a, req, early, err := decodeRequest(key, rc.version, body)
+	switch {
+	case errors.Is(err, errUnknownKey):
 		b.stats.UnknownAPIKey.Add(1)
-		return response{}, true, fmt.Errorf("unknown API key %d", key)
-	}
-	if rc.version < a.min || rc.version > a.max {
+	case errors.Is(err, errUnsupportedVersion):
 		b.stats.UnsupportedVersion.Add(1)
-		if key == 18 {
-			return response{msg: unsupportedApiVersions()}, false, nil
-		}
-		return response{}, true, fmt.Errorf("%s v%d is not supported (v%d–v%d are)", a.name, rc.version, a.min, a.max)
-	}
-	req := kmsg.RequestForKey(key)
-	req.SetVersion(rc.version)
-	if err := req.ReadFrom(body); err != nil {
+	case errors.Is(err, errMalformed):
 		b.stats.MalformedRequest.Add(1)
-		if key == 18 {
-			// KIP-511: an ApiVersions body we cannot parse still gets the
-			// v0 answer, so a newer client can downgrade.
-			return response{msg: unsupportedApiVersions()}, false, nil
-		}
-		return response{}, true, fmt.Errorf("malformed %s v%d request: %w", a.name, rc.version, err)
+	}
+	if early != nil {
+		return response{msg: early}, false, nil
+	}
+	if err != nil {
+		return response{}, true, err
 	}
 	return a.handle(ctx, b, rc, req), false, nil
+}
+
+var (
+	errUnknownKey         = errors.New("unknown API key")
+	errUnsupportedVersion = errors.New("unsupported version")
+	errMalformed          = errors.New("malformed request")
+)
+
+// decodeRequest finds the API and parses the body. early, when set, is the
+// answer to send without calling a handler (KIP-511: an ApiVersions request
+// of an unknown version or unparsable body still gets the v0 answer, so a
+// newer client can downgrade). It is pure and must never panic, whatever
+// the bytes (FuzzDecodeRequest).
+func decodeRequest(key, version int16, body []byte) (a *api, req kmsg.Request, early kmsg.Response, err error) {
+	a, ok := apis[key]
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("%w %d", errUnknownKey, key)
+	}
+	if version < a.min || version > a.max {
+		err := fmt.Errorf("%w: %s v%d (v%d–v%d are served)", errUnsupportedVersion, a.name, version, a.min, a.max)
+		if key == 18 {
+			return a, nil, unsupportedApiVersions(), err
+		}
+		return a, nil, nil, err
+	}
+	req = kmsg.RequestForKey(key)
+	req.SetVersion(version)
+	if err := req.ReadFrom(body); err != nil {
+		err = fmt.Errorf("%w: %s v%d: %v", errMalformed, a.name, version, err)
+		if key == 18 {
+			return a, nil, unsupportedApiVersions(), err
+		}
+		return a, nil, nil, err
+	}
+	return a, req, nil, nil
 }
 
 // Addrs are the live brokers, sorted by ID.
