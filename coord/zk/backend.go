@@ -693,6 +693,9 @@ func (b *Backend) cas(ctx context.Context, key string, value []byte, expect coor
 			return fmt.Errorf("%w: version is %d, expected %d", coord.ErrConflict, version(st), expect)
 		}
 		st, err = b.multi(f, 0, &zk.SetDataRequest{Path: p, Data: value, Version: st.Version})
+		if errors.Is(err, zk.ErrBadVersion) {
+			return b.lostRace(p)
+		}
 		if err != nil {
 			return err
 		}
@@ -705,10 +708,12 @@ func (b *Backend) cas(ctx context.Context, key string, value []byte, expect coor
 	return v, nil
 }
 
-// Delete removes the record. A record znode that has children (a topic's
-// znode above its partitions) becomes a directory znode instead (its data
-// set to null) so that the children stay. Empty directory znodes left above
-// it are removed on a best-effort basis.
+// Delete removes the record by setting its znode's data to null: the znode
+// stays as a tombstone (a directory znode) so that its zkVersion never
+// restarts, which is what makes CompareAndSet safe against a delete and
+// re-create in between its read and its write. Create on a tombstone
+// continues its zkVersion. The controller's sweeper deletes tombstones and
+// empty directories older than Config.TombstoneTTL.
 func (b *Backend) Delete(ctx context.Context, key string, expect coord.Version) error {
 	return b.del(ctx, key, expect, nil)
 }
@@ -730,37 +735,75 @@ func (b *Backend) del(ctx context.Context, key string, expect coord.Version, f *
 			if expect != coord.NoVersion && version(st) != expect {
 				return fmt.Errorf("%w: version is %d, expected %d", coord.ErrConflict, version(st), expect)
 			}
-			if st.NumChildren > 0 {
-				_, err = b.multi(f, -1, &zk.SetDataRequest{Path: p, Data: nil, Version: st.Version})
-			} else {
-				_, err = b.multi(f, -1, &zk.DeleteRequest{Path: p, Version: st.Version})
+			_, err = b.multi(f, -1, &zk.SetDataRequest{Path: p, Data: nil, Version: st.Version})
+			if errors.Is(err, zk.ErrBadVersion) {
+				if expect == coord.NoVersion && attempt < 10 {
+					continue // changed in between; "whatever its version": again
+				}
+				return b.lostRace(p)
 			}
-			retry := errors.Is(err, zk.ErrNotEmpty) || (expect == coord.NoVersion && errors.Is(err, zk.ErrBadVersion))
-			if retry && attempt < 10 {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if st.NumChildren == 0 {
-				b.pruneDirs(parentPath(p))
-			}
-			return nil
+			return err
 		}
 	})
 	return b.mapErr("delete", key, err)
 }
 
-// pruneDirs deletes empty directory znodes from p upwards, stopping at the
-// chroot, at a record, at a non-empty znode or at the first error.
-func (b *Backend) pruneDirs(p string) {
+// lostRace classifies a conditional write that lost to a concurrent one by
+// reading the znode again: if the record is gone now (a tombstone or no
+// znode) the answer is ErrNotFound, else ErrConflict. Either holds at the
+// moment of that read, inside the call, and the write did not apply.
+func (b *Backend) lostRace(p string) error {
+	data, _, err := b.conn.Get(p)
+	switch {
+	case errors.Is(err, zk.ErrNoNode), err == nil && data == nil:
+		return fmt.Errorf("%w: deleted concurrently", coord.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%w: written concurrently", coord.ErrConflict)
+}
+
+// sweep deletes tombstones and empty directory znodes last written before
+// now-ttl, deepest first, each conditional on its zkVersion (a re-created
+// record is left alone). The backend's own znodes are not touched.
+func (b *Backend) sweep(ttl time.Duration) (int, error) {
+	root := b.path("/")
+	nodes, err := b.walk(root, nil)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-ttl).UnixMilli()
+	var paths []string
+	for p, n := range nodes {
+		k := b.key(p)
+		if p == root || k == "/" || reserved(k) || k == "/brokers" || n.data != nil || len(n.children) > 0 || n.stat.Mtime > cutoff {
+			continue
+		}
+		paths = append(paths, p)
+	}
+	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
+	removed := 0
+	for _, p := range paths {
+		if err := b.conn.Delete(p, nodes[p].stat.Version); err == nil {
+			removed++
+			b.pruneDirs(parentPath(p), cutoff)
+		} else if !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, zk.ErrNotEmpty) {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// pruneDirs deletes empty directory znodes from p upwards that were last
+// written before cutoff, stopping at the chroot, at a record, at a non-empty
+// or young znode, or at the first error.
+func (b *Backend) pruneDirs(p string, cutoff int64) {
 	for p != "/" && p != b.root && len(p) > len(b.root) {
-		switch b.key(p) {
-		case brokersKey, "/brokers":
+		if k := b.key(p); reserved(k) || k == "/brokers" {
 			return
 		}
 		data, st, err := b.conn.Get(p)
-		if err != nil || data != nil || st.NumChildren > 0 {
+		if err != nil || data != nil || st.NumChildren > 0 || st.Mtime > cutoff {
 			return
 		}
 		if err := b.conn.Delete(p, st.Version); err != nil {
@@ -800,7 +843,7 @@ func (b *Backend) multi(f *fence, statOp int, ops ...any) (*zk.Stat, error) {
 	if err != nil {
 		if f != nil && b.fenceFailed(res, err, f) {
 			f.l.lose("a newer controller epoch exists")
-			return nil, fmt.Errorf("%w: controller epoch %d was superseded: %w", coord.ErrFenced, f.l.epoch, err)
+			return nil, fmt.Errorf("%w: controller epoch %d was superseded (%v)", coord.ErrFenced, f.l.epoch, err)
 		}
 		return nil, err // the client reports the first failed op's error
 	}

@@ -36,16 +36,26 @@ type Config struct {
 	// ConnectionTimeout is zookeeper.connection.timeout.ms: how long Open
 	// waits for a session before it gives up.
 	ConnectionTimeout time.Duration
+	// TombstoneTTL is how long a deleted record's znode stays as a tombstone
+	// (null data) before the controller's sweeper removes it; a
+	// CompareAndSet that read the record before its deletion and writes
+	// later than this could in theory hit a re-created record of the same
+	// zkVersion. Brokkr's own setting: coord.zk.tombstone.ttl.ms.
+	TombstoneTTL time.Duration
 	// Logger receives the backend's and the ZooKeeper client's messages;
 	// nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultTombstoneTTL is the default Config.TombstoneTTL.
+const DefaultTombstoneTTL = 10 * time.Minute
 
 // DefaultConfig returns Kafka's defaults; Servers must still be set.
 func DefaultConfig() Config {
 	return Config{
 		SessionTimeout:    DefaultSessionTimeout,
 		ConnectionTimeout: DefaultConnectionTimeout,
+		TombstoneTTL:      DefaultTombstoneTTL,
 	}
 }
 
@@ -70,6 +80,10 @@ func (c Config) Validate() error {
 	}
 	if c.ConnectionTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("zookeeper.connection.timeout.ms: %d must be positive", c.ConnectionTimeout.Milliseconds()))
+	}
+	if c.TombstoneTTL < c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("coord.zk.tombstone.ttl.ms: %d must be at least zookeeper.session.timeout.ms (%d)",
+			c.TombstoneTTL.Milliseconds(), c.SessionTimeout.Milliseconds()))
 	}
 	return errors.Join(errs...)
 }

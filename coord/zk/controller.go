@@ -201,8 +201,9 @@ func (b *Backend) Campaign(ctx context.Context, brokerID int32) (coord.Leadershi
 			}
 			b.mu.Unlock()
 			b.log.Info("coord/zk: elected controller", "broker", brokerID, "epoch", l.epoch)
-			b.wg.Add(1)
+			b.wg.Add(2)
 			go l.follow()
+			go l.sweepLoop()
 			return l, nil
 		}
 		if waitFor != nil {
@@ -243,6 +244,29 @@ func (l *leadership) follow() {
 		case <-l.lost:
 		case <-b.closeCh:
 			return
+		}
+	}
+}
+
+// sweepLoop removes old tombstones while this leadership lasts: one
+// sweeper in the cluster, every TombstoneTTL/2.
+func (l *leadership) sweepLoop() {
+	b := l.b
+	defer b.wg.Done()
+	ttl := b.cfg.TombstoneTTL
+	for {
+		select {
+		case <-l.lost:
+			return
+		case <-b.closeCh:
+			return
+		case <-time.After(ttl / 2):
+		}
+		n, err := b.sweep(ttl)
+		if err != nil {
+			b.log.Warn("coord/zk: tombstone sweep failed", "err", err)
+		} else if n > 0 {
+			b.log.Debug("coord/zk: tombstones swept", "removed", n)
 		}
 	}
 }

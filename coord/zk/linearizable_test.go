@@ -10,6 +10,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/brokkr/brokkr/coord"
+	"github.com/brokkr/brokkr/coord/coordtest"
 	"github.com/brokkr/brokkr/coord/zk/zktest"
 )
 
@@ -145,5 +146,43 @@ func TestLinearizabilityCheckerCatchesStaleRead(t *testing.T) {
 	}
 	if porcupine.CheckOperations(registerModel, h) {
 		t.Fatalf("a stale read passed the checker")
+	}
+}
+
+// TestLinearizableAcrossFaults: the suite's history recorder and porcupine
+// model, with faults during the history: the server is killed with SIGKILL
+// and restarted, and two of the five clients reach it through a proxy that
+// is cut for longer than their session time-out (their sessions expire).
+// Calls that failed with ErrUnavailable count as "may have happened".
+func TestLinearizableAcrossFaults(t *testing.T) {
+	srv := zktest.Start(t)
+	proxy := zktest.NewProxy(t, srv.Addr())
+	const session = 2 * time.Second
+	stores := make([]coord.Store, 5)
+	for i := range stores {
+		addr := srv.Addr()
+		if i < 2 {
+			addr = proxy.Addr()
+		}
+		stores[i] = open(t, addr, "/linf", session)
+	}
+	res := coordtest.CheckLinearizable(t, stores, "/register", coordtest.LinearizableOptions{
+		OpsPerClient: 250,
+		MaxDuration:  30 * time.Second,
+		DuringHistory: func() {
+			time.Sleep(300 * time.Millisecond)
+			srv.Restart()
+			time.Sleep(500 * time.Millisecond)
+			proxy.Cut()
+			time.Sleep(2*session + time.Second)
+			proxy.Heal()
+		},
+	})
+	t.Logf("%d calls, %d with unknown outcome: %v", res.Ops, res.Unknown, res.Result)
+	if res.Result == porcupine.Illegal {
+		t.Logf("server log tail:\n%s", srv.LogTail(20000))
+	}
+	if res.Unknown == 0 || res.Ops < 500 {
+		t.Fatalf("%d calls, %d unknown: the faults did not hit the history", res.Ops, res.Unknown)
 	}
 }

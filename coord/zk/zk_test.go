@@ -97,13 +97,13 @@ func TestConfig(t *testing.T) {
 	}
 	c := Config{Servers: []string{"x"}, Chroot: "noslash", SessionTimeout: time.Millisecond}
 	err = c.Validate()
-	for _, want := range []string{"host:port", "chroot", "zookeeper.session.timeout.ms", "zookeeper.connection.timeout.ms"} {
+	for _, want := range []string{"host:port", "chroot", "zookeeper.session.timeout.ms", "zookeeper.connection.timeout.ms", "tombstone"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate should report %q at once, got %v", want, err)
 		}
 	}
 	d := DefaultConfig()
-	if d.SessionTimeout != 18*time.Second || d.ConnectionTimeout != 18*time.Second {
+	if d.SessionTimeout != 18*time.Second || d.ConnectionTimeout != 18*time.Second || d.TombstoneTTL != 10*time.Minute {
 		t.Fatalf("defaults = %+v, want Kafka's 18000 ms", d)
 	}
 }
@@ -220,12 +220,17 @@ func TestStoreBasics(t *testing.T) {
 	if err != nil || string(raw) != `{"leader":1}` {
 		t.Fatalf("raw znode = %q %v", raw, err)
 	}
-	// Empty directory znodes are pruned after the last record under them goes.
+	// A deleted record stays as a tombstone: null data, zkVersion going on.
+	_, before, _ := b.conn.Get("/brokkr/admin/delete_topics/orders")
 	if err := b.Delete(ctx, "/admin/delete_topics/orders", coord.NoVersion); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _, _ := b.conn.Exists("/brokkr/admin"); ok {
-		t.Fatalf("empty /admin left behind")
+	d, tomb, err := b.conn.Get("/brokkr/admin/delete_topics/orders")
+	if err != nil || d != nil || tomb.Version != before.Version+1 {
+		t.Fatalf("tombstone = %q %+v %v", d, tomb, err)
+	}
+	if recs, _ := b.List(ctx, "/admin/"); len(recs) != 0 {
+		t.Fatalf("a tombstone listed as a record: %+v", recs)
 	}
 
 	for _, bad := range []string{"", "x", "/a/", "/a//b", "/controller", "/brokers/ids/1", "/a/./b"} {
@@ -406,4 +411,92 @@ func TestWatchSequence(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes seen as %d puts and %d resyncs", n, puts, resyncs)
+}
+
+// TestNoABA: what CompareAndSet does (read the stat, then set conditionally
+// on its zkVersion) cannot land on a record deleted and created again in
+// between, because Delete leaves a tombstone and Create continues its
+// zkVersion. With a real znode delete the re-created record would be at
+// the same zkVersion and the stale write would succeed.
+func TestNoABA(t *testing.T) {
+	srv := zktest.Start(t)
+	b := open(t, srv.Addr(), "", testSession)
+	ctx := ctxT(t)
+	if _, err := b.Create(ctx, "/aba", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	_, st, err := b.conn.Get("/aba") // the CAS's read
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "/aba", coord.NoVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "/aba", []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.conn.Set("/aba", []byte("stale"), st.Version); !errors.Is(err, zk.ErrBadVersion) {
+		t.Fatalf("the CAS's write after delete + create = %v, want a version conflict", err)
+	}
+	// The same with a plain znode delete shows what the tombstone prevents.
+	if _, err := b.conn.Create("/plain", []byte("x"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	_, st, _ = b.conn.Get("/plain")
+	if err := b.conn.Delete("/plain", -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.conn.Create("/plain", []byte("y"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.conn.Set("/plain", []byte("stale"), st.Version); err != nil {
+		t.Fatalf("expected the ABA on a plain znode (this test's premise): %v", err)
+	}
+}
+
+// TestTombstoneSweep: the controller removes tombstones and empty
+// directories once they are older than TombstoneTTL, and nothing younger or
+// live.
+func TestTombstoneSweep(t *testing.T) {
+	srv := zktest.Start(t)
+	cfg := DefaultConfig()
+	cfg.Servers, cfg.Chroot = []string{srv.Addr()}, "/sw"
+	cfg.SessionTimeout, cfg.TombstoneTTL = testSession, 4*time.Second
+	cfg.Logger = testLogger(t)
+	b, err := Open(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := ctxT(t)
+	if _, err := b.Create(ctx, "/brokers/topics/gone/partitions/0/state", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "/brokers/topics/kept/partitions/0/state", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "/brokers/topics/gone/partitions/0/state", coord.NoVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Register(ctx, coord.BrokerInfo{ID: 1, Endpoints: []string{"PLAINTEXT://h:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Campaign(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := b.conn.Exists("/sw/brokers/topics/gone/partitions/0/state"); !ok {
+		t.Fatalf("tombstone swept before its TTL")
+	}
+	eventually(t, 30*time.Second, "tombstone and its empty parents swept", func() bool {
+		ok, _, _ := b.conn.Exists("/sw/brokers/topics/gone")
+		return !ok
+	})
+	if _, err := b.Get(ctx, "/brokers/topics/kept/partitions/0/state"); err != nil {
+		t.Fatalf("live record: %v", err)
+	}
+	for _, p := range []string{"/sw/brokers/ids/1", "/sw/controller", "/sw/controller_epoch"} {
+		if ok, _, _ := b.conn.Exists(p); !ok {
+			t.Fatalf("%s swept", p)
+		}
+	}
 }
