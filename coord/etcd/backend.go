@@ -462,6 +462,7 @@ func (b *Backend) getSession(ctx context.Context) (*session, error) {
 	if s != nil && !isClosedChan(s.lost) {
 		return s, nil
 	}
+	granted := time.Now() // etcd's expiry is at least this + TTL
 	gctx, cancel := b.opCtx(ctx)
 	grant, err := b.cli.Grant(gctx, b.ttl)
 	cancel()
@@ -484,29 +485,101 @@ func (b *Backend) getSession(ctx context.Context) (*session, error) {
 	}
 	b.sess = s
 	b.mu.Unlock()
+	ttl := time.Duration(grant.TTL) * time.Second
 	b.spawn(func() {
 		select {
 		case <-cs.Done():
-		case <-s.lost: // Close
+			b.sessionLost(s, "the client's keep-alive gave up")
+		case <-s.lost: // Close, or the watchdog
+		}
+	})
+	b.spawn(func() { b.watchdog(s, granted, ttl) })
+	b.log.Debug("coord/etcd: new session", "lease", fmt.Sprintf("%x", int64(grant.ID)), "ttl_s", grant.TTL)
+	return s, nil
+}
+
+// watchdog renews the lease itself every TTL/6 (besides the client's own
+// keep-alive every TTL/3) and remembers when it sent the last renewal that
+// etcd acknowledged: etcd cannot expire the lease before that moment + TTL.
+// When TTL - TTL/4 has passed since then (checked every 50 ms), the session
+// is declared lost, so that this broker gives up its registration and
+// controllership (Lost closes) before etcd can expire the lease and elect
+// another controller, unless this process stalls for longer than about
+// TTL/4 at the wrong moment.
+func (b *Backend) watchdog(s *session, granted time.Time, ttl time.Duration) {
+	guard, every := ttl/4, ttl/6
+	var mu sync.Mutex
+	lastSent := granted
+	b.spawn(func() { // renewer
+		for {
+			select {
+			case <-s.lost:
+				return
+			case <-b.ctx.Done():
+				return
+			case <-time.After(every):
+			}
+			sent := time.Now()
+			ctx, cancel := context.WithTimeout(b.ctx, ttl/3)
+			_, err := b.cli.KeepAliveOnce(ctx, s.s.Lease())
+			cancel()
+			switch {
+			case err == nil:
+				mu.Lock()
+				if sent.After(lastSent) {
+					lastSent = sent
+				}
+				mu.Unlock()
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+				b.sessionLost(s, "etcd expired the lease")
+				return
+			}
+		}
+	})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.lost:
+			return
+		case <-b.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		mu.Lock()
+		since := time.Since(lastSent)
+		mu.Unlock()
+		if since > ttl-guard {
+			b.sessionLost(s, fmt.Sprintf("no lease renewal acknowledged for %v (session time-out %v)", since.Round(time.Millisecond), ttl))
 			return
 		}
-		b.mu.Lock()
-		if b.closed || b.sess != s {
-			b.mu.Unlock()
-			return
-		}
-		b.sess = nil
-		close(s.lost)
+	}
+}
+
+// sessionLost ends session s once: its registrations' and leaderships'
+// Lost channels close, the next Register or Campaign grants a new lease,
+// and the old lease is revoked once etcd is reachable.
+func (b *Backend) sessionLost(s *session, why string) {
+	b.mu.Lock()
+	if b.closed || b.sess != s || isClosedChan(s.lost) {
 		b.mu.Unlock()
-		b.m.sessionsLost.Inc()
-		b.log.Warn("coord/etcd: session lost: the lease could not be kept alive; registrations and controllership on it are gone", "lease", fmt.Sprintf("%x", int64(cs.Lease())), "ttl_s", b.ttl)
-		// If etcd kept the lease (no quorum: leases do not expire without a
-		// leader, and a new leader extends them), revoke it once reachable
-		// so that its keys do not outlive the Lost signal by another TTL.
+		return
+	}
+	b.sess = nil
+	close(s.lost)
+	b.mu.Unlock()
+	b.m.sessionsLost.Inc()
+	lease := s.s.Lease()
+	b.log.Warn("coord/etcd: session lost; registrations and controllership on it are gone", "why", why, "lease", fmt.Sprintf("%x", int64(lease)), "ttl_s", b.ttl)
+	s.s.Orphan()
+	// If etcd kept the lease (a renewal got through late; no quorum: leases
+	// do not expire without a leader, and a new leader extends them),
+	// revoke it once reachable so that its keys do not outlive Lost.
+	b.spawn(func() {
 		rctx, cancel := context.WithTimeout(b.ctx, time.Duration(b.ttl)*time.Second*4)
 		defer cancel()
 		for rctx.Err() == nil {
-			_, err := b.cli.Revoke(rctx, cs.Lease())
+			_, err := b.cli.Revoke(rctx, lease)
 			if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				return
 			}
@@ -516,8 +589,6 @@ func (b *Backend) getSession(ctx context.Context) (*session, error) {
 			}
 		}
 	})
-	b.log.Debug("coord/etcd: new session", "lease", fmt.Sprintf("%x", int64(grant.ID)), "ttl_s", grant.TTL)
-	return s, nil
 }
 
 func isClosedChan(ch <-chan struct{}) bool {

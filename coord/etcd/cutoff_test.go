@@ -161,6 +161,12 @@ func TestCutOffBroker(t *testing.T) {
 	}
 	t.Logf("cut off: registration gone after %v, new controller after %v; the cut-off client's registration Lost after %v, leadership Lost after %v (session %v)",
 		gone.Round(time.Millisecond), elected.Round(time.Millisecond), lostReg.Round(time.Millisecond), lostLead.Round(time.Millisecond), testSession)
+	// SingleController: the cut-off side gives up before etcd can elect
+	// another (its watchdog declares the session lost TTL/4 before etcd
+	// could expire the lease).
+	if lostLead >= elected {
+		t.Errorf("the cut-off controller's Lost closed %v after the cut, not before the new controller's election at %v", lostLead, elected)
+	}
 	if newLead.Epoch() <= lead.Epoch() {
 		t.Fatalf("new epoch %d not above %d", newLead.Epoch(), lead.Epoch())
 	}

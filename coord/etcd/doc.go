@@ -23,13 +23,16 @@
 //
 // Each Backend holds one lease (a concurrency.Session) with TTL =
 // Config.SessionTimeout rounded up to whole seconds; the client renews it
-// every third of the TTL. A broker that dies stops renewing and etcd
-// deletes its keys when the lease expires: between TTL-TTL/3 and TTL after
-// the death, plus up to 0.5 s for etcd's expiry check. A lease that the
-// client could not renew for a whole TTL closes the Lost channels of the
-// registrations and of the leadership on it; the next Register or Campaign
-// grants a new lease (the broker re-registers itself; nothing is
-// re-created silently).
+// every third of the TTL and a watchdog every sixth. A broker that dies
+// stops renewing and etcd deletes its keys when the lease expires: between
+// TTL-TTL/3 and TTL after the death, plus up to 0.5 s for etcd's expiry
+// check. The watchdog remembers when it sent the last renewal etcd
+// acknowledged (etcd cannot expire the lease before then + TTL); after
+// TTL-TTL/4 without one it closes the Lost channels of the registrations
+// and the leadership on the lease, so a cut-off broker steps down before
+// etcd can elect another controller. The next Register or Campaign grants a
+// new lease (the broker re-registers itself; nothing is re-created
+// silently).
 //
 // # Controller and fencing
 //

@@ -309,18 +309,34 @@ func TestClusterFaults(t *testing.T) {
 			}
 		}
 	}
+	lostAt := make(chan time.Time, 1)
+	go func() {
+		select {
+		case <-lead.Lost():
+			lostAt <- time.Now()
+		case <-time.After(time.Minute):
+			close(lostAt)
+		}
+	}()
 	lostStart := time.Now()
 	c.crash(other)
+	crashed := time.Now()
 	gctx, gcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer gcancel()
 	_, err = wr.Get(gctx, "/f/k")
 	if !errors.Is(err, coord.ErrUnavailable) {
 		t.Fatalf("Get without quorum: %v, want ErrUnavailable", err)
 	}
-	t.Logf("without quorum a Get failed after %v: %v", time.Since(lostStart).Round(time.Millisecond), err)
+	t.Logf("without quorum (second member's crash took %v) a Get failed %v after the crash: %v", crashed.Sub(lostStart).Round(time.Millisecond), time.Since(crashed).Round(time.Millisecond), err)
 	select {
-	case <-lead.Lost():
-		t.Logf("without quorum the controller's Lost closed after %v", time.Since(lostStart).Round(time.Millisecond))
+	case at, ok := <-lostAt:
+		if !ok {
+			t.Fatalf("controller still believes it leads a minute after quorum was lost")
+		}
+		t.Logf("without quorum the controller's Lost closed %v after the crash began (%v after it returned)", at.Sub(lostStart).Round(time.Millisecond), at.Sub(crashed).Round(time.Millisecond))
+		if at.Sub(lostStart) > DefaultSessionTimeout+10*time.Second {
+			t.Errorf("Lost closed %v after quorum was lost; session time-out %v", at.Sub(lostStart), DefaultSessionTimeout)
+		}
 	case <-time.After(DefaultSessionTimeout + 10*time.Second):
 		t.Fatalf("controller still believes it leads %v after quorum was lost", DefaultSessionTimeout+10*time.Second)
 	}
