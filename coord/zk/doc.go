@@ -11,9 +11,13 @@
 //	                                    /brokers/topics/<t>, /brokers/topics/<t>/partitions/<p>/state
 //
 // A record is a znode with data (possibly empty). Missing parents are
-// created as "directory" znodes with null data; they are not records, and
-// Delete prunes empty ones again. Deleting a record that has children (a
-// topic above its partitions) turns it into a directory znode.
+// created as "directory" znodes with null data; they are not records.
+// Delete sets the record's data to null: the znode stays as a tombstone, so
+// its zkVersion never restarts (a record znode that has children, a topic
+// above its partitions, simply becomes a directory). Create on a tombstone
+// or directory is a conditional set that continues its zkVersion. While a
+// broker is controller it sweeps tombstones and empty directories older
+// than Config.TombstoneTTL (10 min).
 // /controller, /controller_epoch and /brokers/ids/... belong to Register,
 // WatchBrokers, Campaign and Controller: they are not Store records (List
 // and Watch leave them out; Get and the writes refuse them with
@@ -25,23 +29,23 @@
 // last wrote its data (at creation it equals the czxid). Zxids are unique
 // and grow across the ensemble's whole history, so a record deleted and
 // created again never shows an earlier Version, which a bare zkVersion
-// (back to 0 on re-creation) would. The creation zxid is thereby part of
+// (back to 0 on a re-created znode) would. The creation is thereby part of
 // every Version: a Version names both the incarnation and the write.
 // CompareAndSet reads the stat to map the Version to the zkVersion and then
-// sets conditionally on it. Create is a multi of create + set so that the
-// reply carries the stat (go-zookeeper has no create2); a record's zkVersion
-// therefore starts at 1.
+// sets conditionally on it; because deletes leave tombstones, no delete and
+// re-create in between can bring the znode back to that zkVersion. Create is
+// a multi of create + set so that the reply carries the stat
+// (go-zookeeper has no create2); a new record's zkVersion is therefore 1.
 //
 // # Guarantees
 //
 // Writes are linearizable (ZooKeeper orders them through its leader). A
 // plain ZooKeeper read may be served stale by a follower, so Get, List and
 // Controller call sync first: they see every write completed before they
-// began. List is not an atomic snapshot across znodes. One narrow window is
-// left in CompareAndSet: between its read of the stat and its conditional
-// set, another client would have to delete the record, create it again and
-// bring it to the same zkVersion; ZooKeeper cannot check a czxid in a
-// transaction.
+// began. List is not an atomic snapshot across znodes. A CompareAndSet
+// whose read and write lie more than TombstoneTTL apart could in theory land
+// on a record deleted, swept and created again in between; the TTL is far
+// beyond the session time-out, past which the session would have ended.
 //
 // Fenced writes (a Leadership's Store) are multis that check
 // /controller_epoch's zkVersion before the write, atomically: a controller
