@@ -38,6 +38,7 @@ func newRoot() *cobra.Command {
 	})
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newLogCmd())
+	root.AddCommand(newBenchCmd())
 	addAdminCommands(root)
 	return root
 }
