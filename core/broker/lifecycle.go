@@ -95,7 +95,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	for _, a := range b.advertised {
 		eps = append(eps, a.String())
 	}
-	reg, err := b.Coord.Register(ctx, coord.BrokerInfo{ID: b.Config.NodeID, Rack: b.Config.Rack, Endpoints: eps})
+	reg, err := b.register(ctx, coord.BrokerInfo{ID: b.Config.NodeID, Rack: b.Config.Rack, Endpoints: eps})
 	if err != nil {
 		return fail(fmt.Errorf("registering broker %d: %w", b.Config.NodeID, err))
 	}
@@ -120,6 +120,30 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.readyIn = time.Since(started)
 	b.log.Info("broker ready", "node", b.Config.NodeID, "cluster", b.clusterID, "in", b.readyIn)
 	return nil
+}
+
+// register registers this broker. After a crash (kill -9) the previous
+// run's registration lives on until its session expires; registering
+// waits for that, as a restarted Kafka broker waits for its old ephemeral
+// znode, rather than failing or taking over a registration that might
+// belong to another live broker with the same id.
+func (b *Broker) register(ctx context.Context, info coord.BrokerInfo) (coord.Registration, error) {
+	logged := false
+	for {
+		reg, err := b.Coord.Register(ctx, info)
+		if err == nil || !errors.Is(err, coord.ErrConflict) {
+			return reg, err
+		}
+		if !logged {
+			b.log.Warn("broker id is still registered, probably by this broker before a crash; waiting for that session to expire", "node", info.ID)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up waiting for the earlier registration to expire: %v)", err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // ReadyIn is how long Start took.
