@@ -71,9 +71,7 @@ func (s *managerStore) SetConfig(topic string, cfg config.TopicConfig) {
 	lc := logConfig(cfg)
 	for _, l := range s.m.All() {
 		if tp, ok := plog.ParsePartitionDir(filepath.Base(l.Dir())); ok && tp.Topic == topic {
-			if setter, ok := any(l).(interface{ SetConfig(plog.Config) error }); ok {
-				_ = setter.SetConfig(lc)
-			}
+			_ = l.SetConfig(lc) // validated by core/config before it got here
 		}
 	}
 }

@@ -244,7 +244,11 @@ func (l *Log) leo() int64 { return l.active().NextOffset() }
 func (l *Log) Dir() string { return l.dir }
 
 // Config is the log's configuration.
-func (l *Log) Config() Config { return l.cfg }
+func (l *Log) Config() Config {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.cfg
+}
 
 // Append validates every batch of a produce payload (one or more
 // concatenated v2 batches), assigns offsets from the log end offset,
