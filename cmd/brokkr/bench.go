@@ -494,8 +494,10 @@ func runTail(st runStats) string {
 	if st.BrokerCPUSec > 0 {
 		s += fmt.Sprintf(", broker CPU %.2f s/GB, RSS %.0f MB (max %.0f)", st.BrokerCPUPerGB, st.BrokerRSSMB, st.BrokerRSSMaxMB)
 	}
-	if st.BrokerGCs > 0 || st.BrokerLiveMB > 0 {
+	if st.BrokerGCs > 0 {
 		s += fmt.Sprintf(", broker GCs %d, heap max %d MB, live %d MB", st.BrokerGCs, st.BrokerHeapMB, st.BrokerLiveMB)
+	} else if st.BrokerLiveMB > 0 {
+		s += fmt.Sprintf(", no broker GC (live %d MB at the last)", st.BrokerLiveMB)
 	}
 	return s
 }
@@ -579,7 +581,11 @@ func (o *benchOpts) finish(rep *report, benches []*bench) error {
 			fmt.Fprintf(w, "  broker CPU   %s s/GB   RSS max %s MB\n", fmtSpread(*s.BrokerCPUPerGB, "%.3f"), fmtSpread(*s.BrokerRSSMaxMB, "%.0f"))
 			var gcs []string
 			for _, r := range s.Runs {
-				if !r.Warmup && (r.BrokerGCs > 0 || r.BrokerLiveMB > 0) {
+				switch {
+				case r.Warmup || (r.BrokerGCs == 0 && r.BrokerLiveMB == 0):
+				case r.BrokerGCs == 0:
+					gcs = append(gcs, fmt.Sprintf("no GC (live %d MB at the last)", r.BrokerLiveMB))
+				default:
 					gcs = append(gcs, fmt.Sprintf("%d GCs, heap ≤ %d MB, live %d MB", r.BrokerGCs, r.BrokerHeapMB, r.BrokerLiveMB))
 				}
 			}

@@ -17,6 +17,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,16 +127,62 @@ func (l consumeLimits) done(m *meter) bool {
 	return !l.toEnd && !time.Now().Before(l.deadline)
 }
 
-// rawRound reads the topic with hand-built Fetch requests, one in flight
-// per leader broker.
-func (o *benchOpts) rawRound(ctx context.Context, cl *kgo.Client, id [16]byte, parts []partRange, lim consumeLimits, m *meter) error {
+// rawTarget is where --raw sends its Fetch requests: each leader's address
+// and the Fetch version both sides support.
+type rawTarget struct {
+	addrs   map[int32]string
+	version int16
+}
+
+func (o *benchOpts) rawTarget(ctx context.Context, cl *kgo.Client) (rawTarget, error) {
+	rt := rawTarget{addrs: map[int32]string{}}
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	md, err := kadm.NewClient(cl).Metadata(cctx, o.topic)
+	if err != nil {
+		return rt, fmt.Errorf("metadata: %v", err)
+	}
+	for _, b := range md.Brokers {
+		rt.addrs[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+	}
+	kresp, err := cl.Request(cctx, kmsg.NewPtrApiVersionsRequest())
+	if err != nil {
+		return rt, fmt.Errorf("ApiVersions: %v", err)
+	}
+	rt.version = -1
+	for _, k := range kresp.(*kmsg.ApiVersionsResponse).ApiKeys {
+		if k.ApiKey == 1 {
+			rt.version = min(k.MaxVersion, kmsg.NewPtrFetchRequest().MaxVersion())
+		}
+	}
+	if rt.version < 4 {
+		return rt, fmt.Errorf("the broker serves Fetch only up to v%d; --raw needs v4 or later", rt.version)
+	}
+	return rt, nil
+}
+
+// rawRound reads the topic with hand-built Fetch requests on connections
+// of its own, one request in flight per leader broker.
+func (o *benchOpts) rawRound(ctx context.Context, tgt rawTarget, id [16]byte, parts []partRange, lim consumeLimits, m *meter) error {
 	byLeader := map[int32][]partRange{}
 	for _, p := range parts {
 		byLeader[p.leader] = append(byLeader[p.leader], p)
 	}
 	errs := make(chan error, len(byLeader))
 	for leader, ps := range byLeader {
-		go func() { errs <- o.rawLeader(ctx, cl.Broker(int(leader)), id, ps, lim, m) }()
+		addr, ok := tgt.addrs[leader]
+		if !ok {
+			return fmt.Errorf("leader %d of %s is not in the metadata's brokers", leader, o.topic)
+		}
+		go func() {
+			rc, err := dialRaw(ctx, addr, o.timeout)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer rc.Close()
+			errs <- o.rawLeader(rc, tgt.version, id, ps, lim, m)
+		}()
 	}
 	var err error
 	for range byLeader {
@@ -143,14 +191,16 @@ func (o *benchOpts) rawRound(ctx context.Context, cl *kgo.Client, id [16]byte, p
 	return err
 }
 
-func (o *benchOpts) rawLeader(ctx context.Context, br *kgo.Broker, id [16]byte, ps []partRange, lim consumeLimits, m *meter) error {
+func (o *benchOpts) rawLeader(rc *rawConn, version int16, id [16]byte, ps []partRange, lim consumeLimits, m *meter) error {
 	pos := make([]int64, len(ps))
 	for i, p := range ps {
 		pos[i] = p.start
 	}
+	resp := kmsg.NewPtrFetchResponse()
 	empty := 0
 	for !lim.done(m) {
 		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(version)
 		req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 500, 1, o.fetchMaxBytes
 		req.SessionID, req.SessionEpoch = 0, -1
 		t := kmsg.NewFetchRequestTopic()
@@ -173,15 +223,11 @@ func (o *benchOpts) rawLeader(ctx context.Context, br *kgo.Broker, id [16]byte, 
 			return nil // every partition read to its end
 		}
 		req.Topics = append(req.Topics, t)
-		rctx, cancel := context.WithTimeout(ctx, o.timeout)
 		t0 := time.Now()
-		kresp, err := br.Request(rctx, req)
-		cancel()
-		if err != nil {
+		if err := rc.request(req, resp, o.timeout); err != nil {
 			return fmt.Errorf("fetch: %v", err)
 		}
 		m.hist.Record(time.Since(t0))
-		resp := kresp.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 			return fmt.Errorf("fetch: %v", err)
 		}
@@ -319,6 +365,12 @@ func newBenchConsumeCmd(o *benchOpts) *cobra.Command {
 			if totalRecords(parts) == 0 {
 				return fmt.Errorf("topic %q is empty: give --fill-bytes or --records", o.topic)
 			}
+			var tgt rawTarget
+			if raw {
+				if tgt, err = o.rawTarget(ctx, cl); err != nil {
+					return err
+				}
+			}
 			name := "consume (franz-go consumer)"
 			if raw {
 				name = "consume --raw (Fetch requests, batch headers only)"
@@ -328,7 +380,7 @@ func newBenchConsumeCmd(o *benchOpts) *cobra.Command {
 				start := time.Now()
 				var err error
 				if raw {
-					err = o.rawRound(ctx, cl, id, parts, lim, m)
+					err = o.rawRound(ctx, tgt, id, parts, lim, m)
 				} else {
 					err = o.consumerRound(ctx, o.brokers, parts, lim, m)
 				}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -258,6 +259,7 @@ func newBenchSinkCmd() *cobra.Command {
 	var (
 		listen     string
 		partitions int32
+		cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "sink",
@@ -273,6 +275,17 @@ until SIGTERM or SIGINT.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "brokkr bench sink: listening on %s\n", net.JoinHostPort(s.host, strconv.Itoa(int(s.port))))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -284,5 +297,6 @@ until SIGTERM or SIGINT.`,
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "host:port to listen on (port 0: any free port)")
 	cmd.Flags().Int32Var(&partitions, "partitions", 1, "partitions of every topic")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the sink to this file (where its CPU goes)")
 	return cmd
 }
