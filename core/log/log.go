@@ -258,7 +258,11 @@ func (l *Log) Config() Config {
 // an error that KafkaCode maps; a disk failure returns an error wrapping
 // ErrStorage and leaves the log unchanged.
 func (l *Log) Append(payload []byte, leaderEpoch int32) (AppendResult, error) {
-	hs, err := segment.Batches(payload, l.cfg.MaxMessageBytes, l.opts.Check)
+	l.mu.RLock()
+	maxBytes := l.cfg.MaxMessageBytes // SetConfig may change it
+	l.mu.RUnlock()
+	// Validation (CRC, record walk) runs outside the lock.
+	hs, err := segment.Batches(payload, maxBytes, l.opts.Check)
 	if err != nil {
 		return AppendResult{}, err
 	}
