@@ -11,7 +11,7 @@ package broker
 // (KIP-74). Reads stop at the high watermark. If fewer than min bytes are
 // ready, the request waits (on per-partition notifiers, never by polling) up
 // to max wait; other requests on the connection, and other connections, go
-// on meanwhile.
+// on meanwhile. A broker shutting down answers parked polls at once.
 //
 // Fetch sessions (KIP-227) are refused correctly: the answer's session id is
 // always 0, which tells the client no session was created, so it keeps
@@ -63,15 +63,18 @@ func handleFetch(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.Request) r
 		for {
 			// One select over the deadline, the connection and every
 			// partition's notifier (reflect.Select: no goroutine each).
-			cases := make([]reflect.SelectCase, 0, len(waits)+2)
+			cases := make([]reflect.SelectCase, 0, len(waits)+3)
 			cases = append(cases,
 				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline.C)},
-				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+				// A shutdown answers parked long polls at once with what
+				// there is, so it does not wait out their max wait.
+				reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.done)})
 			for _, w := range waits {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 			}
 			chosen, _, _ := reflect.Select(cases)
-			if chosen >= 2 {
+			if chosen >= 3 {
 				// Re-arm the notifiers before reading, so an append that
 				// lands after this read wakes the next wait.
 				waits = b.fetchWaits(req, names)

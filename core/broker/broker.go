@@ -60,7 +60,8 @@ type Broker struct {
 	advertised []netio.Listener
 	reg        coord.Registration
 	cancel     context.CancelFunc
-	done       chan struct{}
+	done       chan struct{} // closed when Close begins
+	closeOnce  sync.Once
 	readyIn    time.Duration
 
 	pids  pidAllocator

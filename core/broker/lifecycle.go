@@ -182,6 +182,11 @@ func (b *Broker) NetMetrics() netio.Metrics { return b.srv.Metrics() }
 // flush the logs and write their checkpoints and clean-shutdown marker.
 func (b *Broker) Close(ctx context.Context) error {
 	var errs []error
+	b.closeOnce.Do(func() {
+		if b.done != nil {
+			close(b.done)
+		}
+	})
 	if b.srv != nil {
 		if err := b.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("network shutdown: %w", err))
