@@ -63,6 +63,12 @@ func startStream(t *testing.T, addr, topic string) *stream {
 	return s
 }
 
+func (s *stream) sentCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
 func (s *stream) ackedCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,8 +164,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatal("the 30 s long poll on an empty partition was answered at once")
 	}
 
+	// Records handed to the producer 2 s after SIGTERM went out in requests
+	// sent after it: a broker that is shutting down must not take them.
+	ackedAtTerm := s.ackedCount()
+	lateFrom := make(chan int, 1)
+	lateTimer := time.AfterFunc(2*time.Second, func() { lateFrom <- s.sentCount() })
 	took, clean := b.Stop()
-	t.Logf("SIGTERM with a producer streaming and two long polls: exited in %v (clean exit %v)", took.Round(time.Millisecond), clean)
+	lateTimer.Stop()
+	t.Logf("SIGTERM with a producer streaming and two long polls: exited in %v (clean exit %v); %d records acknowledged at SIGTERM, %d when it exited", took.Round(time.Millisecond), clean, ackedAtTerm, s.ackedCount())
 	if !clean {
 		t.Errorf("the broker did not exit 0 after SIGTERM:\n%s", b.Output())
 	}
@@ -170,6 +182,15 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Errorf("no \"stopped cleanly\" line:\n%s", b.Output())
 	}
 	s.stop(t)
+	select {
+	case late := <-lateFrom:
+		for p, ns := range s.acked {
+			if len(ns) > 0 && ns[len(ns)-1] >= late {
+				t.Errorf("partition %d: record v%d was acknowledged, but it was handed to the producer more than 2 s after SIGTERM (from v%d on): the broker kept taking new produce requests while shutting down", p, ns[len(ns)-1], late)
+			}
+		}
+	default: // the broker was gone within 2 s
+	}
 	consCancel()
 	consumed.Wait()
 	t.Logf("producer: %d acknowledged, %d failed of %d sent; consumer read %d before the shutdown", s.nAcked, s.failed, s.sent, nConsumed)
