@@ -36,8 +36,10 @@ type ManagerConfig struct {
 	// how often recovery points are written.
 	CheckpointMs int64
 	// SchedulerMs is log.flush.scheduler.interval.ms: how often flush.ms
-	// is checked. 0: 1000 (Kafka's default, Long.MAX, never checks).
-	// Negative: no background goroutine (call Tick yourself).
+	// and the checkpoint interval are checked. 0, or above one hour
+	// (Kafka's default is Long.MAX, which would never check flush.ms and
+	// never checkpoint): every second. Negative: no background goroutine
+	// (call Tick yourself).
 	SchedulerMs int64
 }
 
@@ -116,9 +118,9 @@ func OpenManager(cfg ManagerConfig, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	if cfg.SchedulerMs >= 0 {
-		every := time.Duration(cfg.SchedulerMs) * time.Millisecond
-		if every == 0 {
-			every = defaultSchedulerEvery
+		every := defaultSchedulerEvery
+		if cfg.SchedulerMs > 0 && cfg.SchedulerMs <= 3_600_000 {
+			every = time.Duration(cfg.SchedulerMs) * time.Millisecond
 		}
 		m.stop, m.done = make(chan struct{}), make(chan struct{})
 		go m.scheduler(every)

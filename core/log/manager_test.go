@@ -2,6 +2,7 @@ package log
 
 import (
 	"errors"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -194,5 +195,29 @@ func TestRecoveryStartsAtTheRecoveryPoint(t *testing.T) {
 	}
 	if max := unflushed + int64(smallConfig().IndexIntervalBytes) + 1000; recovered[0].Scanned > max || recovered[0].Scanned < unflushed {
 		t.Fatalf("recovery scanned %d bytes; unflushed %d", recovered[0].Scanned, unflushed)
+	}
+}
+
+// TestSchedulerFlushesOnItsOwn: with Kafka's Long.MAX scheduler interval
+// the background flusher still runs (every second) and flush.ms applies.
+func TestSchedulerFlushesOnItsOwn(t *testing.T) {
+	cfg := smallConfig()
+	cfg.FlushMs = 10
+	m, err := OpenManager(ManagerConfig{LogDirs: []string{t.TempDir()}, Default: cfg, SchedulerMs: math.MaxInt64}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l, _ := m.Create("t", 0, nil)
+	l.Append(batchFor(0), 0)
+	deadline := time.Now().Add(20 * time.Second)
+	for l.RecoveryPoint() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduler never flushed")
+		}
+		time.Sleep(50 * time.Millisecond) // bounded by the deadline above
+	}
+	if l.RecoveryPoint() != l.LogEndOffset() {
+		t.Fatalf("recovery point %d, LEO %d", l.RecoveryPoint(), l.LogEndOffset())
 	}
 }
