@@ -43,6 +43,11 @@ type ManagerConfig struct {
 	SchedulerMs int64
 }
 
+// ReservedPrefix starts the names of entries in a log dir that hold
+// Brokkr's own state (the embedded etcd member's __brokkr_etcd, the gossip
+// replica's file); the manager leaves them alone, without a warning.
+const ReservedPrefix = "__brokkr_"
+
 // TopicPartition names a partition.
 type TopicPartition struct {
 	Topic     string
@@ -165,6 +170,9 @@ func (m *Manager) loadDir(d string) error {
 				return fmt.Errorf("%w: remove %s: %w", ErrStorage, full, err)
 			}
 			continue
+		}
+		if strings.HasPrefix(e.Name, ReservedPrefix) {
+			continue // Brokkr's own state (the embedded etcd member), not a partition
 		}
 		tp, ok := ParsePartitionDir(e.Name)
 		if !ok {
