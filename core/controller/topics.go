@@ -138,6 +138,9 @@ func ValidateTopicName(name string) error {
 	if name == "." || name == ".." {
 		return fmt.Errorf("topic name %q is not allowed", name)
 	}
+	if strings.HasPrefix(name, "__brokkr_") {
+		return fmt.Errorf("topic name %q: the prefix __brokkr_ is reserved for Brokkr's own state in the log directories", name)
+	}
 	if len(name) > 249 {
 		return fmt.Errorf("topic name is %d characters long, the limit is 249", len(name))
 	}

@@ -152,6 +152,7 @@ func TestCreateTopicLayoutAndErrors(t *testing.T) {
 	}{
 		{"exists", CreateTopicRequest{Name: "orders", NumPartitions: 1, ReplicationFactor: 1}, kerr.TopicAlreadyExists},
 		{"bad name", CreateTopicRequest{Name: "a/b", NumPartitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException},
+		{"reserved prefix", CreateTopicRequest{Name: "__brokkr_etcd", NumPartitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException},
 		{"long name", CreateTopicRequest{Name: strings.Repeat("x", 250), NumPartitions: 1, ReplicationFactor: 1}, kerr.InvalidTopicException},
 		{"zero partitions", CreateTopicRequest{Name: "z", NumPartitions: 0, ReplicationFactor: 1}, kerr.InvalidPartitions},
 		{"rf too big", CreateTopicRequest{Name: "r", NumPartitions: 1, ReplicationFactor: 3}, kerr.InvalidReplicationFactor},
