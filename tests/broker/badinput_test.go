@@ -94,19 +94,29 @@ func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
 	})
 	progress("after an unknown key")
 
-	t.Run("future ApiVersions version", func(t *testing.T) {
+	t.Run("future ApiVersions version pipelined", func(t *testing.T) {
 		rc := dial(t, b.Addr)
 		// A v4 body labelled v99 with a flexible (v2) header, as a newer
-		// client would send it.
+		// client would send it, pipelined with valid requests behind it:
+		// all three are answered, in order.
 		av := kmsg.NewPtrApiVersionsRequest()
 		av.SetVersion(4)
 		av.ClientSoftwareName, av.ClientSoftwareVersion = "future-client", "9"
-		if err := rc.write(frameRaw(18, 99, 7, true, av.AppendTo(nil))); err != nil {
+		md := kmsg.NewPtrMetadataRequest()
+		md.SetVersion(9)
+		av3 := kmsg.NewPtrApiVersionsRequest()
+		av3.SetVersion(3)
+		av3.ClientSoftwareName, av3.ClientSoftwareVersion = "future-client", "9"
+		var pipe []byte
+		pipe = append(pipe, frameRaw(18, 99, 7, true, av.AppendTo(nil))...)
+		pipe = append(pipe, frame(md, 8)...)
+		pipe = append(pipe, frame(av3, 9)...)
+		if err := rc.write(pipe); err != nil {
 			t.Fatal(err)
 		}
 		corr, body, err := rc.readFrame(ioLimit)
 		if err != nil || corr != 7 {
-			t.Fatalf("ApiVersions v99: corr %d err %v, want an answer", corr, err)
+			t.Fatalf("ApiVersions v99: corr %d err %v, want an answer to 7", corr, err)
 		}
 		v0 := kmsg.NewPtrApiVersionsResponse()
 		v0.SetVersion(0)
@@ -128,17 +138,20 @@ func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
 		if !found {
 			t.Errorf("KIP-511 answer does not list ApiVersions' range: %+v", v0.ApiKeys)
 		}
-		// The connection stays usable: the client retries and goes on.
-		av3 := kmsg.NewPtrApiVersionsRequest()
-		av3.SetVersion(3)
-		av3.ClientSoftwareName, av3.ClientSoftwareVersion = "future-client", "9"
-		if r := rc.mustRoundTrip(av3).(*kmsg.ApiVersionsResponse); r.ErrorCode != 0 || len(r.ApiKeys) < 10 {
-			t.Fatalf("ApiVersions v3 after v99: error %d, %d keys", r.ErrorCode, len(r.ApiKeys))
+		// The connection stays usable: the pipelined requests are answered.
+		corr, body, err = rc.readFrame(ioLimit)
+		if err != nil || corr != 8 {
+			t.Fatalf("Metadata pipelined after ApiVersions v99: corr %d err %v, want an answer to 8", corr, err)
 		}
-		md := kmsg.NewPtrMetadataRequest()
-		md.SetVersion(9)
-		if r := rc.mustRoundTrip(md).(*kmsg.MetadataResponse); len(r.Brokers) != 1 {
-			t.Fatalf("Metadata after ApiVersions v99: %d brokers, want 1", len(r.Brokers))
+		if r, err := decode(md, body); err != nil || len(r.(*kmsg.MetadataResponse).Brokers) != 1 {
+			t.Fatalf("Metadata after ApiVersions v99: %v %+v", err, r)
+		}
+		corr, body, err = rc.readFrame(ioLimit)
+		if err != nil || corr != 9 {
+			t.Fatalf("ApiVersions v3 pipelined after v99: corr %d err %v, want an answer to 9", corr, err)
+		}
+		if r, err := decode(av3, body); err != nil || r.(*kmsg.ApiVersionsResponse).ErrorCode != 0 || len(r.(*kmsg.ApiVersionsResponse).ApiKeys) < 10 {
+			t.Fatalf("ApiVersions v3 after v99: %v %+v", err, r)
 		}
 	})
 	progress("after a future ApiVersions")
@@ -152,12 +165,23 @@ func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
 		}
 		rc.expectClosed(5*time.Second, "after Fetch v3")
 	})
-	t.Run("Metadata above the maximum", func(t *testing.T) {
+	t.Run("Metadata above the maximum pipelined", func(t *testing.T) {
 		max := apiVersions(t, b.Addr)[3][1]
 		rc := dial(t, b.Addr)
 		md := kmsg.NewPtrMetadataRequest()
 		md.SetVersion(max)
-		if err := rc.write(frameRaw(3, max+1, 1, true, md.AppendTo(nil))); err != nil {
+		var pipe []byte
+		pipe = append(pipe, frame(md, 1)...)
+		pipe = append(pipe, frameRaw(3, max+1, 2, true, md.AppendTo(nil))...)
+		pipe = append(pipe, frame(md, 3)...)
+		if err := rc.write(pipe); err != nil {
+			t.Fatal(err)
+		}
+		corr, body, err := rc.readFrame(ioLimit)
+		if err != nil || corr != 1 {
+			t.Fatalf("Metadata v%d before the future version: corr %d err %v, want its answer", max, corr, err)
+		}
+		if _, err := decode(md, body); err != nil {
 			t.Fatal(err)
 		}
 		rc.expectClosed(5*time.Second, "after Metadata v"+strconv.Itoa(int(max+1)))

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"testing"
+	"time"
 
 	"github.com/brokkr/brokkr/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -68,7 +69,9 @@ func TestIdempotentProducer(t *testing.T) {
 	if d, clean := b.Stop(); !clean {
 		t.Fatalf("SIGTERM: not a clean exit after %v:\n%s", d, b.Output())
 	}
+	restarted := time.Now()
 	b.Restart(t)
+	t.Logf("restart after SIGTERM: ready %v after exec", time.Since(restarted).Round(time.Millisecond))
 	rc2 := dial(t, b.Addr)
 	expect(produce(rc2, 6, "d6", "d7"), 0, 8, "retry of the last batch after a restart")
 	expect(produce(rc2, 3, "b3", "b4"), 0, 5, "retry of an older batch after a restart")

@@ -21,13 +21,17 @@ import (
 // crash), but so that the data checks that follow still run, it then
 // revokes the dead process's registration by hand and restarts again.
 //
-// Known bug (2026-11-23): with the embedded etcd, the killed process's
-// broker key stays registered under its lease, every restart attempt
-// renews that lease when the member starts, and registration fails with
-// "broker 0 is already registered by a live session".
+// This was a real bug (found 2026-11-23, fixed in f288099): with the
+// embedded etcd, the killed process's broker key stayed registered under
+// its lease, every restart attempt renewed that lease when the member
+// started, and registration always failed with "broker 0 is already
+// registered by a live session". Should it come back, the subtest fails and
+// the data checks still run.
 func restartAfterKill9(t *testing.T, b *testbroker.Broker) {
 	t.Helper()
+	start := time.Now()
 	if t.Run("restart right after kill -9", func(t *testing.T) { b.Restart(t) }) {
+		t.Logf("restart after kill -9: ready %v after exec", time.Since(start).Round(time.Millisecond))
 		return
 	}
 	t.Errorf("BUG: the broker does not restart after kill -9 (see the subtest); revoking the stale registration by hand to check the data")
