@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -26,7 +29,8 @@ const requestMax = 2 << 20
 // connection keeps producing: each bad connection is answered or closed as
 // Kafka does, and not one of the producer's records fails.
 func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
-	b := testbroker.Start(t, "socket.request.max.bytes="+strconv.Itoa(requestMax))
+	admin := freeAddr(t)
+	b := testbroker.Start(t, "socket.request.max.bytes="+strconv.Itoa(requestMax), "brokkr.admin.listener="+admin)
 	createTopic(t, b.Addr, "steady", 1, nil)
 
 	// The bystander: a producer that produces one record at a time for the
@@ -271,6 +275,65 @@ func TestBadInputHurtsOnlyItsConnection(t *testing.T) {
 		t.Fatalf("Metadata v0 on a new connection: %d brokers", len(r.Brokers))
 	}
 	assertNoPanic(t, b)
+
+	// Every case was counted.
+	m := scrapeMetrics(t, admin)
+	for _, c := range []struct {
+		name string
+		min  float64
+	}{
+		{"brokkr_network_unknown_api_keys_total", 1},     // key 999
+		{"brokkr_requests_unsupported_version_total", 3}, // ApiVersions v99, Fetch v3, Metadata max+1
+		{"brokkr_requests_malformed_total", 2},           // truncated CreateTopics, garbage Metadata
+		{"brokkr_network_malformed_headers_total", 1},    // the 3-byte frame
+		{"brokkr_network_frames_too_large_total", 9},     // 8 announced, 1 sent
+	} {
+		t.Logf("%s = %v", c.name, m[c.name])
+		if v, ok := m[c.name]; !ok || v < c.min {
+			t.Errorf("metric %s = %v (present %v), want at least %v", c.name, v, ok, c.min)
+		}
+	}
+	if v, ok := m["brokkr_network_panics_recovered_total"]; !ok || v != 0 {
+		t.Errorf("brokkr_network_panics_recovered_total = %v (present %v), want 0", v, ok)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago (for listeners whose chosen port the broker does not print).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrapeMetrics reads the broker's Prometheus text exposition.
+func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	cl := &http.Client{Timeout: ioLimit}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %v %s", err, resp.Status)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out
 }
 
 // vmSizeKiB is a process's virtual memory size (address space reserved).
