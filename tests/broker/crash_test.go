@@ -191,6 +191,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("shutdown took %v, want < 10 s", took)
 	}
+	// The parked long poll was in flight: it is answered (empty), not dropped.
+	if corr, body, err := rc.readFrame(2 * time.Second); err != nil || corr != 1 {
+		t.Errorf("the long poll parked at SIGTERM: corr %d err %v, want its (empty) answer", corr, err)
+	} else if r, err := decode(f, body); err != nil {
+		t.Error(err)
+	} else if fr := r.(*kmsg.FetchResponse); fr.ErrorCode != 0 || len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 || len(fr.Topics[0].Partitions[0].RecordBatches) != 0 {
+		t.Errorf("the long poll parked at SIGTERM was answered with %+v, want one empty partition", fr)
+	}
 	if !strings.Contains(b.Output(), "stopped cleanly") {
 		t.Errorf("no \"stopped cleanly\" line:\n%s", b.Output())
 	}
