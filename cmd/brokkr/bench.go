@@ -266,6 +266,7 @@ type meter struct {
 type outcome struct {
 	elapsed   time.Duration
 	senderCPU float64
+	ackP99    time.Duration // e2e: p99 from scheduled send time to the producer's ack
 }
 
 // bench is one named measurement: run is called once per round.
@@ -290,6 +291,7 @@ type runStats struct {
 	P99ms          float64 `json:"p99_ms,omitempty"`
 	P999ms         float64 `json:"p999_ms,omitempty"`
 	MaxMs          float64 `json:"max_ms,omitempty"`
+	AckP99ms       float64 `json:"ack_p99_ms,omitempty"`
 	SenderCPUPerGB float64 `json:"sender_cpu_s_per_gb,omitempty"`
 	BrokerCPUSec   float64 `json:"broker_cpu_s,omitempty"`
 	BrokerCPUPerGB float64 `json:"broker_cpu_s_per_gb,omitempty"`
@@ -454,6 +456,7 @@ func (o *benchOpts) runOne(ctx context.Context, b *bench, label string) (runStat
 		st.P999ms = ms(m.hist.Quantile(0.999))
 		st.MaxMs = ms(m.hist.Max())
 	}
+	st.AckP99ms = ms(out.ackP99)
 	if out.senderCPU >= 0 && st.Bytes > 0 {
 		st.SenderCPUPerGB = out.senderCPU / (float64(st.Bytes) / 1e9)
 	}
@@ -487,6 +490,9 @@ func runTail(st runStats) string {
 	s := ""
 	if st.P99ms > 0 {
 		s += fmt.Sprintf(", p50 %.2f p99 %.2f p999 %.2f max %.2f ms", st.P50ms, st.P99ms, st.P999ms, st.MaxMs)
+	}
+	if st.AckP99ms > 0 {
+		s += fmt.Sprintf(" (producer ack p99 %.2f ms)", st.AckP99ms)
 	}
 	if st.SenderCPUPerGB > 0 {
 		s += fmt.Sprintf(", sender CPU %.2f s/GB", st.SenderCPUPerGB)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,7 +49,10 @@ func (o *benchOpts) e2eRound(ctx context.Context, rate float64, m *meter) (outco
 	}
 	var consumed atomic.Int64
 	cctx, stopCons := context.WithCancel(ctx)
+	defer stopCons()
 	consDone := make(chan error, 1)
+	warm := make(chan struct{})
+	var warmOnce sync.Once
 	go func() {
 		for consumed.Load() < n {
 			fs := cons.PollFetches(cctx)
@@ -63,6 +67,7 @@ func (o *benchOpts) e2eRound(ctx context.Context, rate float64, m *meter) (outco
 			now := time.Now().UnixNano()
 			fs.EachRecord(func(r *kgo.Record) {
 				if len(r.Value) < 8 {
+					warmOnce.Do(func() { close(warm) }) // the warm-up record
 					return
 				}
 				sched := int64(binary.BigEndian.Uint64(r.Value))
@@ -75,11 +80,28 @@ func (o *benchOpts) e2eRound(ctx context.Context, rate float64, m *meter) (outco
 		consDone <- nil
 	}()
 
+	// Warm both clients up (metadata, connections, a fetch in flight)
+	// with one short record before the schedule starts: a round measures
+	// the broker at a steady load, not the clients' start.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: o.topic, Value: []byte("warm")}).FirstErr(); err != nil {
+		return outcome{}, fmt.Errorf("warm-up record: %v", err)
+	}
+	select {
+	case <-warm:
+	case err := <-consDone:
+		return outcome{}, fmt.Errorf("consumer stopped before the warm-up record arrived: %v", err)
+	case <-time.After(o.timeout):
+		return outcome{}, fmt.Errorf("the warm-up record did not arrive within %s", o.timeout)
+	}
+
 	var prodErr atomic.Pointer[error]
-	cb := func(_ *kgo.Record, err error) {
+	var acks histogram // scheduled send time to the producer's ack
+	cb := func(r *kgo.Record, err error) {
 		if err != nil {
 			prodErr.CompareAndSwap(nil, &err)
+			return
 		}
+		acks.Record(time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(r.Value))))
 	}
 	interval := float64(time.Second) / rate
 	start := time.Now()
@@ -128,7 +150,7 @@ func (o *benchOpts) e2eRound(ctx context.Context, rate float64, m *meter) (outco
 	if e := prodErr.Load(); e != nil {
 		return outcome{}, fmt.Errorf("produce: %v", *e)
 	}
-	return outcome{elapsed: sent, senderCPU: -1}, nil
+	return outcome{elapsed: sent, senderCPU: -1, ackP99: acks.Quantile(0.99)}, nil
 }
 
 func newBenchE2ECmd(o *benchOpts) *cobra.Command {
