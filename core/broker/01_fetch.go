@@ -136,10 +136,8 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, names map[[16]byte]string) ([
 				out.errCode = kerr.UnknownTopicID.Code
 			case p == nil:
 				out.errCode = kerr.UnknownTopicOrPartition.Code
-			case req.Version >= 9 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch > p.leaderEpoch:
-				out.errCode = kerr.UnknownLeaderEpoch.Code
-			case req.Version >= 9 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.leaderEpoch:
-				out.errCode = kerr.FencedLeaderEpoch.Code
+			case p.epochError(req.Version >= 9, rp.CurrentLeaderEpoch) != nil:
+				out.errCode = p.epochError(true, rp.CurrentLeaderEpoch).Code
 			default:
 				hw := p.log.HighWatermark()
 				out.highWatermark, out.lastStable, out.logStart = hw, hw, p.log.StartOffset()

@@ -32,10 +32,8 @@ func handleListOffsets(_ context.Context, b *Broker, _ *reqCtx, kreq kmsg.Reques
 			switch {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case req.Version >= 4 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch > p.leaderEpoch:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case req.Version >= 4 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.leaderEpoch:
-				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case p.epochError(req.Version >= 4, rp.CurrentLeaderEpoch) != nil:
+				sp.ErrorCode = p.epochError(true, rp.CurrentLeaderEpoch).Code
 			default:
 				sp.LeaderEpoch = p.leaderEpoch
 				switch ts := rp.Timestamp; {

@@ -27,17 +27,9 @@ func handleMetadata(ctx context.Context, b *Broker, rc *reqCtx, kreq kmsg.Reques
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	resp.ClusterID = &b.clusterID
 	resp.ControllerID = b.controllerID(ctx)
-	for _, bi := range b.liveBrokers() {
-		e, ok := brokerEndpoint(bi, rc.listener)
-		if !ok {
-			continue
-		}
+	for _, bl := range b.brokersOn(rc.listener) {
 		mb := kmsg.NewMetadataResponseBroker()
-		mb.NodeID, mb.Host, mb.Port = bi.ID, e.host, e.port
-		if bi.Rack != "" {
-			rack := bi.Rack
-			mb.Rack = &rack
-		}
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = bl.id, bl.host, bl.port, bl.rack
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 

@@ -31,10 +31,8 @@ func handleOffsetForLeaderEpoch(_ context.Context, b *Broker, _ *reqCtx, kreq km
 			switch {
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case req.Version >= 2 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch > p.leaderEpoch:
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case req.Version >= 2 && rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < p.leaderEpoch:
-				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case p.epochError(req.Version >= 2, rp.CurrentLeaderEpoch) != nil:
+				sp.ErrorCode = p.epochError(true, rp.CurrentLeaderEpoch).Code
 			default:
 				sp.LeaderEpoch, sp.EndOffset = p.log.EndOffsetForEpoch(rp.LeaderEpoch)
 			}

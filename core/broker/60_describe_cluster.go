@@ -26,17 +26,9 @@ func handleDescribeCluster(ctx context.Context, b *Broker, rc *reqCtx, kreq kmsg
 	resp.ClusterID = b.clusterID
 	resp.ControllerID = b.controllerID(ctx)
 	resp.ClusterAuthorizedOperations = -2147483648
-	for _, bi := range b.liveBrokers() {
-		e, ok := brokerEndpoint(bi, rc.listener)
-		if !ok {
-			continue
-		}
+	for _, bl := range b.brokersOn(rc.listener) {
 		db := kmsg.NewDescribeClusterResponseBroker()
-		db.NodeID, db.Host, db.Port = bi.ID, e.host, e.port
-		if bi.Rack != "" {
-			r := bi.Rack
-			db.Rack = &r
-		}
+		db.NodeID, db.Host, db.Port, db.Rack = bl.id, bl.host, bl.port, bl.rack
 		resp.Brokers = append(resp.Brokers, db)
 	}
 	return response{msg: resp}

@@ -173,6 +173,34 @@ func (b *Broker) controllerMeta() *controller.Metadata {
 	return &controller.Metadata{Store: b.leadership.Store(), ControllerEpoch: b.leadership.Epoch()}
 }
 
+// brokerOnListener is a live broker as clients on one listener reach it.
+type brokerOnListener struct {
+	id   int32
+	host string
+	port int32
+	rack *string
+}
+
+// brokersOn lists the live brokers with their endpoint on the named
+// listener (Kafka answers Metadata and DescribeCluster with the listener
+// the request arrived on).
+func (b *Broker) brokersOn(listener string) []brokerOnListener {
+	var out []brokerOnListener
+	for _, bi := range b.liveBrokers() {
+		e, ok := brokerEndpoint(bi, listener)
+		if !ok {
+			continue
+		}
+		bl := brokerOnListener{id: bi.ID, host: e.host, port: e.port}
+		if bi.Rack != "" {
+			r := bi.Rack
+			bl.rack = &r
+		}
+		out = append(out, bl)
+	}
+	return out
+}
+
 // endpoint is a host and port from a listener string.
 type endpoint struct {
 	name string

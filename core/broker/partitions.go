@@ -7,6 +7,7 @@ import (
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/controller"
 	"github.com/brokkr/brokkr/netio"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // errOffsetOutOfRange is what a partLog's Read returns for an offset below
@@ -86,4 +87,20 @@ func (b *Broker) topicNamesByID() map[[16]byte]string {
 		m[p.topicID] = p.topic
 	}
 	return m
+}
+
+// epochError checks a request's current leader epoch (KIP-320) against the
+// partition's: newer than ours is UNKNOWN_LEADER_EPOCH (we are behind),
+// older is FENCED_LEADER_EPOCH (the client is); -1, or a version without
+// the field, is not checked.
+func (p *partition) epochError(checked bool, current int32) *kerr.Error {
+	switch {
+	case !checked || current < 0:
+		return nil
+	case current > p.leaderEpoch:
+		return kerr.UnknownLeaderEpoch
+	case current < p.leaderEpoch:
+		return kerr.FencedLeaderEpoch
+	}
+	return nil
 }
