@@ -59,9 +59,11 @@ type Broker struct {
 	Addr    string // host:port of the PLAINTEXT listener
 	args    []string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	outMu  sync.Mutex // guards output, written by the process's pipes
 	output *strings.Builder
 }
 
@@ -99,10 +101,12 @@ func (b *Broker) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	out := &strings.Builder{}
-	var outMu sync.Mutex
+	b.outMu.Lock()
+	b.output = out
+	b.outMu.Unlock()
 	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		outMu.Lock()
-		defer outMu.Unlock()
+		b.outMu.Lock()
+		defer b.outMu.Unlock()
 		return out.Write(p)
 	})
 	if err := cmd.Start(); err != nil {
@@ -115,9 +119,9 @@ func (b *Broker) start(t testing.TB) {
 		addr := ""
 		for sc.Scan() {
 			line := sc.Text()
-			outMu.Lock()
+			b.outMu.Lock()
 			out.WriteString(line + "\n")
-			outMu.Unlock()
+			b.outMu.Unlock()
 			if m := listenRE.FindStringSubmatch(line); m != nil && addr == "" {
 				addr = m[1]
 			}
@@ -132,7 +136,7 @@ func (b *Broker) start(t testing.TB) {
 	}()
 	go func() { _ = cmd.Wait(); close(done) }()
 	b.mu.Lock()
-	b.cmd, b.done, b.output = cmd, done, out
+	b.cmd, b.done = cmd, done
 	b.mu.Unlock()
 	select {
 	case addr := <-ready:
@@ -150,8 +154,8 @@ func (b *Broker) start(t testing.TB) {
 
 // Output is everything the broker printed so far.
 func (b *Broker) Output() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
 	if b.output == nil {
 		return ""
 	}
