@@ -99,7 +99,17 @@ func Open(ctx context.Context, spec string, opts Options) (coord.Backend, error)
 			cfg.SessionTimeout = opts.SessionTimeout
 		}
 		cfg.Logger, cfg.Metrics = opts.Logger, opts.Metrics
-		return etcd.Open(ctx, cfg)
+		b, err := etcd.Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Embed != nil && cfg.Embed.InitialCluster == "" && len(cfg.Endpoints) == 0 {
+			if err := revokeStaleLeases(ctx, b); err != nil {
+				_ = b.Close()
+				return nil, err
+			}
+		}
+		return b, nil
 	case "zk":
 		cfg := zk.DefaultConfig()
 		if cfg.Servers, cfg.Chroot, err = zk.ParseConnect(spec); err != nil {
@@ -139,4 +149,22 @@ func Open(ctx context.Context, spec string, opts Options) (coord.Backend, error)
 		cfg.Logger = opts.Logger
 		return gossip.Open(ctx, cfg)
 	}
+}
+
+// revokeStaleLeases ends every lease a one-member embedded etcd holds when
+// it starts. Its data dir belongs to this broker alone (etcd locks it), so
+// those leases are the sessions of this broker's previous run, dead after
+// a kill -9: its registration and controllership would otherwise outlive
+// it by a session time-out and hold up this start.
+func revokeStaleLeases(ctx context.Context, b *etcd.Backend) error {
+	resp, err := b.Client().Leases(ctx)
+	if err != nil {
+		return fmt.Errorf("coord/etcd: listing leases left by an earlier run: %w", err)
+	}
+	for _, l := range resp.Leases {
+		if _, err := b.Client().Revoke(ctx, l.ID); err != nil {
+			return fmt.Errorf("coord/etcd: revoking lease %x left by an earlier run: %w", l.ID, err)
+		}
+	}
+	return nil
 }
