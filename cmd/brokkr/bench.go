@@ -125,8 +125,11 @@ docs/benchmarks.md reports. MB/s is 10^6 bytes per second.`,
 // prepare validates the flags, fills the payloads, and starts the broker
 // with --spawn. The returned function stops what was started.
 func (o *benchOpts) prepare(cmd *cobra.Command, needBroker bool) (func(), error) {
-	o.stdout, o.stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if f, ok := o.stderr.(*os.File); ok {
+	o.stdout = cmd.OutOrStdout()
+	// The progress line, the run summaries and a child's forwarded output
+	// come from different goroutines.
+	o.stderr = &lockedWriter{w: cmd.ErrOrStderr()}
+	if f, ok := cmd.ErrOrStderr().(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			o.tty = true
 		}
@@ -219,6 +222,18 @@ func (o *benchOpts) prepare(cmd *cobra.Command, needBroker bool) (func(), error)
 		}
 	}
 	return stop, nil
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // makePayloads returns 4096 distinct record values (4 MiB of 1 KiB records,

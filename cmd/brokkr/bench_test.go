@@ -253,3 +253,25 @@ func TestBenchGCTraceLine(t *testing.T) {
 		t.Fatalf("count %d, heap at start %d, live %d; want 1, 12, 5", g.count.Load(), g.maxStart.Load(), g.live.Load())
 	}
 }
+
+func TestBenchCeilings(t *testing.T) {
+	bin := testbroker.Binary(t)
+	rep := benchJSON(t, "bench", "ceilings", "--spawn-bin", bin, "--runs", "1", "--warmup=false",
+		"--ceiling-duration", "300ms", "--duration", "500ms")
+	if len(rep.Series) != 4 {
+		t.Fatalf("want 4 ceilings (write, sendfile, pread+write, sink), got %d", len(rep.Series))
+	}
+	for _, s := range rep.Series[:3] {
+		r := s.Runs[0]
+		if r.Bytes < 1<<20 || r.MBps <= 0 || r.SenderCPUPerGB <= 0 || r.SenderCPUPerGB > 100 {
+			t.Errorf("%s: implausible %+v", s.Name, r)
+		}
+	}
+	sink := rep.Series[3].Runs[0]
+	if sink.Records < 1000 || sink.Bytes != sink.Records*1024 || sink.P99ms <= 0 {
+		t.Errorf("client ceiling: implausible %+v", sink)
+	}
+	if _, ok := rep.Ratios["sendfile on / off (MB/s)"]; !ok {
+		t.Errorf("no sendfile on/off ratio: %+v", rep.Ratios)
+	}
+}
