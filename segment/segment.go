@@ -913,6 +913,15 @@ func (s *Segment) LogSync() func() error {
 	}
 }
 
+// SyncIndexes msyncs the offset and time indexes (the .log is synced on
+// its own with LogSync, which may run without the caller's lock).
+func (s *Segment) SyncIndexes() error {
+	if err := s.idx.sync(s.idx.n * offsetEntrySize); err != nil {
+		return err
+	}
+	return s.tidx.sync(s.tidx.n * timeEntrySize)
+}
+
 // Close flushes, seals (trims the indexes) and closes the segment. Regions
 // still held keep the .log open until released.
 func (s *Segment) Close() error {
