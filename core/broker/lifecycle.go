@@ -71,6 +71,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		ncfg.IdleTimeout = 0
 	}
 	ncfg.Logger = b.log
+	ncfg.DisableSendfile = !b.Config.NetworkSendfile
 	srv, err := netio.NewServer(ncfg)
 	if err != nil {
 		return err

@@ -73,9 +73,12 @@ type Config struct {
 	ZookeeperConnectionTimeoutMs int32  // zookeeper.connection.timeout.ms; -1 = session time-out
 	CoordinationSessionTimeoutMs int32  // brokkr.coordination.session.timeout.ms (etcd lease, gossip)
 
-	GossipBind  string // brokkr.gossip.bind: ip:port of this node's gossip listener
-	PluginDir   string // brokkr.plugin.dir
-	AdminListen string // brokkr.admin.listener: host:port for /metrics and health; "" = off
+	// NetworkSendfile is brokkr.network.sendfile: send record bytes of Fetch
+	// responses with sendfile (true) or copy them through user space.
+	NetworkSendfile bool
+	GossipBind      string // brokkr.gossip.bind: ip:port of this node's gossip listener
+	PluginDir       string // brokkr.plugin.dir
+	AdminListen     string // brokkr.admin.listener: host:port for /metrics and health; "" = off
 
 	// Set records, for each key given explicitly, where it was set; the
 	// broker uses it to report config sources (DescribeConfigs).
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		ZookeeperSessionTimeoutMs:    18000,
 		ZookeeperConnectionTimeoutMs: -1,
 		CoordinationSessionTimeoutMs: 3000,
+		NetworkSendfile:              true,
 	}
 }
 
@@ -241,6 +245,7 @@ var keys = []key{
 	{name: "zookeeper.session.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperSessionTimeoutMs }},
 	{name: "zookeeper.connection.timeout.ms", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.ZookeeperConnectionTimeoutMs }},
 	{name: "brokkr.coordination.session.timeout.ms", kind: kInt, min: 100, max: maxInt32, field: func(c *Config) any { return &c.CoordinationSessionTimeoutMs }},
+	{name: "brokkr.network.sendfile", kind: kBool, field: func(c *Config) any { return &c.NetworkSendfile }},
 	{name: "brokkr.gossip.bind", kind: kString, field: func(c *Config) any { return &c.GossipBind }},
 	{name: "brokkr.plugin.dir", kind: kString, field: func(c *Config) any { return &c.PluginDir }},
 	{name: "brokkr.admin.listener", kind: kString, field: func(c *Config) any { return &c.AdminListen }},
