@@ -158,6 +158,7 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 		return n
 	}
 	var b strings.Builder
+	before, beforeGen := h.g.State(), h.g.Generation()
 	switch d.Cmd {
 	case "config":
 		cfg := DefaultConfig()
@@ -256,6 +257,9 @@ func (h *harness) run(t *testing.T, d *datadriven.TestData) string {
 		return "ok\n"
 	default:
 		t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
+	}
+	if h.g.State() != before || h.g.Generation() != beforeGen {
+		fmt.Fprintf(&b, "state %s/%d -> %s/%d\n", before, beforeGen, h.g.State(), h.g.Generation())
 	}
 	if b.Len() == 0 {
 		return "(nothing)\n"
