@@ -103,6 +103,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.reg = reg
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
+	go b.keepRegistered(runCtx, coord.BrokerInfo{ID: b.Config.NodeID, Rack: b.Config.Rack, Endpoints: eps})
 	if err := b.watchBrokers(runCtx); err != nil {
 		return fail(err)
 	}
@@ -143,6 +144,44 @@ func (b *Broker) register(ctx context.Context, info coord.BrokerInfo) (coord.Reg
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (gave up waiting for the earlier registration to expire: %v)", err, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// keepRegistered registers the broker again whenever its registration is
+// lost (an etcd lease that expired while the broker was cut off; coord/zk
+// re-registers by itself and never closes Lost). Until then the broker is
+// missing from the live set, which is what the others must see while it
+// is unreachable.
+func (b *Broker) keepRegistered(ctx context.Context, info coord.BrokerInfo) {
+	for {
+		b.mu.RLock()
+		reg := b.reg
+		b.mu.RUnlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-reg.Lost():
+		}
+		b.log.Warn("broker registration lost; registering again", "node", info.ID)
+		for {
+			r, err := b.register(ctx, info)
+			if err == nil {
+				b.mu.Lock()
+				b.reg = r
+				b.mu.Unlock()
+				b.log.Info("broker registered again", "node", info.ID)
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("registering again failed; retrying", "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -203,8 +242,11 @@ func (b *Broker) Close(ctx context.Context) error {
 	if l != nil {
 		_ = l.Resign(ctx)
 	}
-	if b.reg != nil {
-		_ = b.reg.Close(ctx)
+	b.mu.RLock()
+	reg := b.reg
+	b.mu.RUnlock()
+	if reg != nil {
+		_ = reg.Close(ctx)
 	}
 	if b.logs != nil {
 		if err := b.logs.Close(); err != nil {

@@ -48,7 +48,8 @@ type checkResult struct {
 // rules, ProducerStateManager): a retried batch equal to one of the last
 // five is a duplicate answered with its original offsets; an older epoch is
 // fenced; a new epoch must start at sequence 0; otherwise the batch must
-// follow the last sequence exactly (wrapping at MaxInt32).
+// follow the last sequence exactly (wrapping at MaxInt32); a producer with
+// no state here must start at 0 (UNKNOWN_PRODUCER_ID otherwise).
 func (s *producerState) check(pid int64, epoch int16, firstSeq int32, count int32) checkResult {
 	if pid < 0 {
 		return checkResult{}
@@ -56,8 +57,11 @@ func (s *producerState) check(pid int64, epoch int16, firstSeq int32, count int3
 	lastSeq := seqAdd(firstSeq, count-1)
 	e := s.producers[pid]
 	if e == nil {
+		// No state for this producer: new, or its batches are no longer
+		// in what was rebuilt at start. Kafka answers UNKNOWN_PRODUCER_ID,
+		// on which clients bump their epoch and restart at sequence 0.
 		if firstSeq != 0 {
-			return checkResult{err: kerr.OutOfOrderSequenceNumber}
+			return checkResult{err: kerr.UnknownProducerID}
 		}
 		return checkResult{}
 	}

@@ -16,7 +16,7 @@ func TestProducerStateRules(t *testing.T) {
 		}
 		return r
 	}
-	if r := appendBatch(1, 0, 3, 1, 0); r.err != kerr.OutOfOrderSequenceNumber {
+	if r := appendBatch(1, 0, 3, 1, 0); r.err != kerr.UnknownProducerID {
 		t.Errorf("a new producer starting at seq 3: %+v", r)
 	}
 	off := int64(0)
