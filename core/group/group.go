@@ -863,11 +863,13 @@ func (g *Group) Leave(now time.Time, l Leave) (LeaveResponse, Ready) {
 
 // ---- DeleteGroups ----
 
-// Delete marks an empty group Dead (DeleteGroups); NON_EMPTY_GROUP otherwise.
+// Delete marks an empty group Dead (DeleteGroups): NON_EMPTY_GROUP while it
+// has members (or MEMBER_ID_REQUIRED ids pending), GROUP_ID_NOT_FOUND when
+// already Dead, as Kafka.
 func (g *Group) Delete(now time.Time) int16 {
 	switch g.state {
 	case Dead:
-		return 0
+		return kerr.GroupIDNotFound.Code
 	case Empty:
 		if len(g.pending) == 0 {
 			g.state = Dead

@@ -183,9 +183,10 @@ type Description struct {
 
 // Ready is what an event released: responses to parked (and immediate)
 // JoinGroup and SyncGroup requests, in order, and group metadata to store.
-// The driver persists Store (if any) and then reports Stored when it was a
-// leader's assignment (Store.Generation equals the generation the syncs wait
-// for); the parked syncs are released only then.
+// The driver sends Joins and Syncs, persists Store (if any) and then reports
+// Group.Stored(Store.Generation, errCode). A leader's assignment is released
+// to the parked syncs only by that report; reports the machine is not
+// waiting for (an emptied group, a static member's new id) are ignored.
 type Ready struct {
 	Joins []JoinResult
 	Syncs []SyncResult
