@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/datadriven"
-	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // The scenario language (testdata/*.txt):
@@ -52,16 +51,6 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	h.g = g
 	return h
-}
-
-func errName(code int16) string {
-	if code == 0 {
-		return "NONE"
-	}
-	if e, ok := kerr.ErrorForCode(code).(*kerr.Error); ok {
-		return e.Message
-	}
-	return strconv.Itoa(int(code))
 }
 
 func (h *harness) answer(req ReqID) {

@@ -3,7 +3,9 @@ package group
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -40,15 +42,6 @@ func (m *member) metadataFor(proto string) []byte {
 	return nil
 }
 
-func (m *member) supports(proto string) bool {
-	for _, p := range m.protocols {
-		if p.Name == proto {
-			return true
-		}
-	}
-	return false
-}
-
 func (m *member) matches(ps []Protocol) bool {
 	if len(ps) != len(m.protocols) {
 		return false
@@ -66,6 +59,7 @@ func (m *member) matches(ps []Protocol) bool {
 type Group struct {
 	cfg   Config
 	newID func(prefix string) string
+	log   *slog.Logger
 
 	state        State
 	generation   int32
@@ -77,6 +71,8 @@ type Group struct {
 	static       map[string]string    // group.instance.id -> member id
 	pending      map[string]time.Time // MEMBER_ID_REQUIRED ids -> expiry
 	pendingSync  map[string]bool
+	protoCount   map[string]int // members supporting each protocol
+	awaiting     int            // members with a parked join
 
 	joinDeadline     time.Time // PreparingRebalance only
 	initialDelay     bool      // the join timer is Kafka's InitialDelayedJoin
@@ -101,6 +97,12 @@ func WithMemberIDs(f func(prefix string) string) Option {
 	return func(g *Group) { g.newID = f }
 }
 
+// WithLogger logs rebalances and member removals with their reasons (Kafka
+// logs the same at INFO). nil means discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(g *Group) { g.log = l }
+}
+
 // New returns an Empty group. cfg must pass Validate.
 func New(cfg Config, opts ...Option) (*Group, error) {
 	if err := cfg.Validate(); err != nil {
@@ -112,10 +114,14 @@ func New(cfg Config, opts ...Option) (*Group, error) {
 		static:      map[string]string{},
 		pending:     map[string]time.Time{},
 		pendingSync: map[string]bool{},
+		protoCount:  map[string]int{},
 		newID:       randomMemberID,
 	}
 	for _, o := range opts {
 		o(g)
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
 	}
 	return g, nil
 }
@@ -135,8 +141,10 @@ func (g *Group) Generation() int32 { return g.generation }
 // IsEmpty reports whether the group has no members and no pending members.
 func (g *Group) IsEmpty() bool { return len(g.members) == 0 && len(g.pending) == 0 }
 
-// Describe returns the group as DescribeGroups shows it: members with their
-// metadata for the selected protocol and their assignment.
+// Describe returns the group with every member's metadata for the selected
+// protocol and its assignment. Kafka's DescribeGroups shows the protocol,
+// metadata and assignments only for a Stable group (empty otherwise); the
+// API handler should blank them the same way.
 func (g *Group) Describe() Description {
 	d := Description{State: g.state, Generation: g.generation, ProtocolType: g.protocolType, Protocol: g.protocol, Leader: g.leader}
 	d.Members = g.memberSnapshots()
@@ -178,6 +186,7 @@ func Restore(cfg Config, s Snapshot, now time.Time, opts ...Option) (*Group, err
 			deadline: now.Add(ms.SessionTimeout)}
 		g.members[m.id] = m
 		g.order = append(g.order, m.id)
+		g.countProtocols(m.protocols, 1)
 		if m.instanceID != "" {
 			g.static[m.instanceID] = m.id
 		}
@@ -219,7 +228,7 @@ func (g *Group) answerParkedJoin(now time.Time, m *member, r JoinResponse) {
 	if !m.hasJoin {
 		return
 	}
-	m.hasJoin = false
+	g.setParkedJoin(m, false)
 	g.respondJoin(now, m.joinReq, r, m)
 }
 
@@ -244,14 +253,38 @@ func (g *Group) isPending(id string) bool {
 	return ok
 }
 
-func (g *Group) numAwaitingJoin() int {
-	n := 0
-	for _, m := range g.members {
-		if m.hasJoin {
-			n++
+func (g *Group) numAwaitingJoin() int { return g.awaiting }
+
+func (g *Group) setParkedJoin(m *member, on bool) {
+	if m.hasJoin != on {
+		if on {
+			g.awaiting++
+		} else {
+			g.awaiting--
 		}
 	}
-	return n
+	m.hasJoin = on
+}
+
+// countProtocols adds (delta 1) or removes (-1) a member's protocols from
+// the per-protocol support counts (Kafka's supportedProtocols).
+func (g *Group) countProtocols(ps []Protocol, delta int) {
+	for i, p := range ps {
+		dup := false
+		for _, q := range ps[:i] {
+			if q.Name == p.Name {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		g.protoCount[p.Name] += delta
+		if g.protoCount[p.Name] == 0 {
+			delete(g.protoCount, p.Name)
+		}
+	}
 }
 
 func (g *Group) rebalanceTimeout() time.Duration {
@@ -271,14 +304,7 @@ func (g *Group) supportsProtocols(ptype string, ps []Protocol) bool {
 		return false
 	}
 	for _, p := range ps {
-		all := true
-		for _, m := range g.members {
-			if !m.supports(p.Name) {
-				all = false
-				break
-			}
-		}
-		if all {
+		if g.allSupport(p.Name) {
 			return true
 		}
 	}
@@ -309,6 +335,10 @@ func (g *Group) add(now time.Time, m *member) {
 	}
 	g.members[m.id] = m
 	g.order = append(g.order, m.id)
+	g.countProtocols(m.protocols, 1)
+	if m.hasJoin {
+		g.awaiting++
+	}
 	if g.leader == "" {
 		g.leader = m.id
 	}
@@ -322,6 +352,10 @@ func (g *Group) add(now time.Time, m *member) {
 func (g *Group) remove(id string) {
 	if m := g.members[id]; m != nil {
 		delete(g.members, id)
+		g.countProtocols(m.protocols, -1)
+		if m.hasJoin {
+			g.awaiting--
+		}
 		for i, o := range g.order {
 			if o == id {
 				g.order = append(g.order[:i:i], g.order[i+1:]...)
@@ -350,27 +384,29 @@ func (g *Group) removePendingSync(id string) {
 }
 
 // removeMemberAndUpdate is Kafka's removeMemberAndUpdateGroup.
-func (g *Group) removeMemberAndUpdate(now time.Time, m *member) {
+func (g *Group) removeMemberAndUpdate(now time.Time, m *member, why string) {
+	g.log.Info("removing member", "member", m.id, "instance", m.instanceID, "reason", why, "state", g.state.String())
 	g.answerParkedJoin(now, m, JoinResponse{ErrorCode: kerr.UnknownMemberID.Code, Generation: -1})
 	g.answerParkedSync(now, m, SyncResponse{ErrorCode: kerr.UnknownMemberID.Code})
 	g.remove(m.id)
 	switch g.state {
 	case Stable, CompletingRebalance:
-		g.maybePrepareRebalance(now)
+		g.maybePrepareRebalance(now, "member "+m.id+" removed: "+why)
 	}
 	// PreparingRebalance: drain checks whether the join can complete.
 }
 
 // ---- rebalance ----
 
-func (g *Group) maybePrepareRebalance(now time.Time) {
+func (g *Group) maybePrepareRebalance(now time.Time, why string) {
 	switch g.state {
 	case Stable, CompletingRebalance, Empty:
-		g.prepareRebalance(now)
+		g.prepareRebalance(now, why)
 	}
 }
 
-func (g *Group) prepareRebalance(now time.Time) {
+func (g *Group) prepareRebalance(now time.Time, why string) {
+	g.log.Info("preparing rebalance", "reason", why, "from", g.state.String(), "generation", g.generation, "members", len(g.members))
 	if g.state == CompletingRebalance {
 		// Kafka's resetAndPropagateAssignmentError.
 		for _, id := range g.order {
@@ -444,6 +480,7 @@ func (g *Group) completeJoin(now time.Time) {
 	}
 	g.protocol = g.selectProtocol()
 	g.state = CompletingRebalance
+	g.log.Info("join phase complete", "generation", g.generation, "protocol", g.protocol, "leader", g.leader, "members", len(g.members))
 	var all []JoinMember
 	for _, id := range g.order {
 		m := g.members[id]
@@ -508,12 +545,7 @@ func (g *Group) selectProtocol() string {
 }
 
 func (g *Group) allSupport(name string) bool {
-	for _, m := range g.members {
-		if !m.supports(name) {
-			return false
-		}
-	}
-	return true
+	return len(g.members) > 0 && g.protoCount[name] == len(g.members)
 }
 
 // ---- JoinGroup ----
@@ -541,7 +573,7 @@ func (g *Group) join(now time.Time, j Join) {
 		return
 	case !g.acceptJoiningMember(j.MemberID):
 		if m := g.members[j.MemberID]; m != nil {
-			g.removeMemberAndUpdate(now, m)
+			g.removeMemberAndUpdate(now, m, "group.max.size reached")
 		}
 		delete(g.pending, j.MemberID)
 		g.out.Joins = append(g.out.Joins, errJoin(j.Req, "", kerr.GroupMaxSizeReached))
@@ -600,24 +632,27 @@ func (g *Group) addMemberAndRebalance(now time.Time, id string, j Join) {
 		g.newMemberAdded = true
 	}
 	g.add(now, m)
-	g.maybePrepareRebalance(now)
+	g.maybePrepareRebalance(now, "new member "+id+" joined")
 }
 
 // updateMember is Kafka's GroupMetadata.updateMember with a new parked join.
 func (g *Group) updateMember(now time.Time, m *member, j Join) {
+	g.countProtocols(m.protocols, -1)
 	m.protocols = j.Protocols
+	g.countProtocols(m.protocols, 1)
 	m.protocolType = j.ProtocolType
 	m.session, m.rebalance = j.SessionTimeout, j.RebalanceTimeout
 	m.clientID, m.host = j.ClientID, j.ClientHost
 	m.joinVersion = j.Version
 	// Kafka drops a superseded callback; answer it so no request leaks.
 	g.answerParkedJoin(now, m, JoinResponse{ErrorCode: kerr.RebalanceInProgress.Code, Generation: -1, MemberID: m.id})
-	m.hasJoin, m.joinReq = true, j.Req
+	g.setParkedJoin(m, true)
+	m.joinReq = j.Req
 }
 
 func (g *Group) updateMemberAndRebalance(now time.Time, m *member, j Join) {
 	g.updateMember(now, m, j)
-	g.maybePrepareRebalance(now)
+	g.maybePrepareRebalance(now, "member "+m.id+" rejoined (leader or changed metadata)")
 }
 
 // updateStaticMember is Kafka's updateStaticMemberAndRebalance.
@@ -649,7 +684,7 @@ func (g *Group) updateStaticMember(now time.Time, oldID, newID string, j Join) {
 	switch g.state {
 	case Stable:
 		if g.selectProtocol() == g.protocol {
-			m.hasJoin = false
+			g.setParkedJoin(m, false)
 			r := JoinResponse{Generation: g.generation, ProtocolType: g.protocolType, Protocol: g.protocol,
 				Leader: oldLeader, MemberID: newID}
 			if j.Version >= 9 && g.leader == newID {
@@ -663,10 +698,10 @@ func (g *Group) updateStaticMember(now time.Time, oldID, newID string, j Join) {
 			g.respondJoin(now, j.Req, r, m)
 			g.out.Store = g.snapshot()
 		} else {
-			g.prepareRebalance(now)
+			g.prepareRebalance(now, "static member "+newID+" rejoined with a protocol change")
 		}
 	case CompletingRebalance:
-		g.prepareRebalance(now)
+		g.prepareRebalance(now, "static member "+newID+" rejoined during CompletingRebalance")
 	}
 	// PreparingRebalance: the join stays parked.
 }
@@ -792,7 +827,7 @@ func (g *Group) Stored(now time.Time, gen int32, errCode int16) Ready {
 			m.assignment = nil
 			g.answerParkedSync(now, m, SyncResponse{ErrorCode: errCode})
 		}
-		g.prepareRebalance(now)
+		g.prepareRebalance(now, "storing the assignment failed: "+errName(errCode))
 		return g.drain(now)
 	}
 	for _, id := range g.order {
@@ -843,7 +878,7 @@ func (g *Group) Leave(now time.Time, l Leave) (LeaveResponse, Ready) {
 		switch {
 		case lm.MemberID == "":
 			if cur, ok := g.static[lm.InstanceID]; ok && lm.InstanceID != "" {
-				g.removeMemberAndUpdate(now, g.members[cur])
+				g.removeMemberAndUpdate(now, g.members[cur], "left (by instance id)")
 			} else {
 				res.ErrorCode = kerr.UnknownMemberID.Code
 			}
@@ -853,7 +888,7 @@ func (g *Group) Leave(now time.Time, l Leave) (LeaveResponse, Ready) {
 			if err := g.validateMember(lm.MemberID, lm.InstanceID); err != nil {
 				res.ErrorCode = err.Code
 			} else {
-				g.removeMemberAndUpdate(now, g.members[lm.MemberID])
+				g.removeMemberAndUpdate(now, g.members[lm.MemberID], "left")
 			}
 		}
 		resp.Members = append(resp.Members, res)
@@ -892,7 +927,7 @@ func (g *Group) Tick(now time.Time) Ready {
 		}
 		switch kind {
 		case timerSession:
-			g.removeMemberAndUpdate(t, g.members[id])
+			g.removeMemberAndUpdate(t, g.members[id], "session timed out")
 		case timerPending:
 			g.remove(id)
 		case timerSync:
@@ -976,5 +1011,15 @@ func (g *Group) syncExpired(t time.Time) {
 			g.remove(id)
 		}
 	}
-	g.prepareRebalance(t)
+	g.prepareRebalance(t, "members did not sync within the rebalance time-out")
+}
+
+func errName(code int16) string {
+	if code == 0 {
+		return "NONE"
+	}
+	if e, ok := kerr.ErrorForCode(code).(*kerr.Error); ok {
+		return e.Message
+	}
+	return strconv.Itoa(int(code))
 }

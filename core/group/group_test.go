@@ -1,6 +1,8 @@
 package group
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +138,26 @@ func TestOneJumpEqualsSmallSteps(t *testing.T) {
 	// Nobody synced or heartbeated: the group must have lost everyone.
 	if db.State != Empty || db.Generation < 2 {
 		t.Fatalf("after 2 idle minutes: %s gen %d", db.State, db.Generation)
+	}
+}
+
+func TestLoggerNamesRebalanceReasons(t *testing.T) {
+	var buf bytes.Buffer
+	g, err := New(DefaultConfig(), WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	r := g.Join(t0, Join{Req: 1, ClientID: "a", SessionTimeout: 6 * time.Second, ProtocolType: "consumer",
+		Protocols: []Protocol{{Name: "range"}}, Version: 3})
+	r = g.Tick(t0.Add(3 * time.Second))
+	if len(r.Joins) != 1 || r.Joins[0].ErrorCode != 0 {
+		t.Fatalf("join: %+v", r.Joins)
+	}
+	g.Tick(t0.Add(time.Minute))
+	for _, want := range []string{"new member a-", "session timed out", "join phase complete"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, buf.String())
+		}
 	}
 }

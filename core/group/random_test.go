@@ -2,7 +2,9 @@ package group
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -191,6 +193,21 @@ func (s *sim) check() {
 	}
 	if d.State != Empty && d.State != Dead && len(d.Members) == 0 && d.State != PreparingRebalance {
 		s.fatalf("%s with no members", d.State)
+	}
+	// The incremental counts equal a recount.
+	awaiting, counts := 0, map[string]int{}
+	for _, m := range g.members {
+		if m.hasJoin {
+			awaiting++
+		}
+		for i, p := range m.protocols {
+			if !slices.ContainsFunc(m.protocols[:i], func(q Protocol) bool { return q.Name == p.Name }) {
+				counts[p.Name]++
+			}
+		}
+	}
+	if awaiting != g.awaiting || !maps.Equal(counts, g.protoCount) {
+		s.fatalf("counts drifted: awaiting %d (recount %d), protocols %v (recount %v)", g.awaiting, awaiting, g.protoCount, counts)
 	}
 	seen := map[string]bool{}
 	for inst, id := range g.static {
