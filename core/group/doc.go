@@ -76,6 +76,25 @@
 // Tick fires due timers in deadline order, so one large clock jump behaves
 // as the sequence of the time-outs it crosses.
 //
+// # Driver contract
+//
+// The broker's coordinator keeps one Group per group id and serialises the
+// events of a group. JoinGroup vN becomes Join{Version: N} (RebalanceTimeout
+// 0 for v0) and SyncGroup becomes Sync; each is parked under its ReqID until
+// a JoinResult or SyncResult with that ReqID comes out of some later Ready
+// (possibly from another member's request or from Tick). Heartbeat and
+// LeaveGroup are answered at once; LeaveGroup v0–v2 names one member and
+// returns that member's code as the top-level error. The driver calls
+// Tick(now) at NextDeadline (or on a steady timer), persists each Store to
+// __consumer_offsets and reports Stored, and on load or takeover rebuilds
+// the group with Restore. A Dead group answers COORDINATOR_NOT_AVAILABLE;
+// the driver drops it and creates a fresh Group for the next JoinGroup.
+// Version-dependent response fields (ProtocolType v7+, SkipAssignment v9+)
+// are the encoder's business.
+//
+// Eager and cooperative (cooperative-sticky) clients both work: assignment
+// is client-side and the classic protocol is the same for both.
+//
 // # Where this differs from Kafka, on purpose
 //
 // Kafka silently drops a parked JoinGroup/SyncGroup callback when the same
