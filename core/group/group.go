@@ -565,18 +565,19 @@ func (g *Group) join(now time.Time, j Join) {
 	case j.SessionTimeout < g.cfg.MinSessionTimeout || j.SessionTimeout > g.cfg.MaxSessionTimeout:
 		g.out.Joins = append(g.out.Joins, errJoin(j.Req, j.MemberID, kerr.InvalidSessionTimeout))
 		return
-	case g.state == Dead:
-		g.out.Joins = append(g.out.Joins, errJoin(j.Req, j.MemberID, kerr.CoordinatorNotAvailable))
-		return
-	case !g.supportsProtocols(j.ProtocolType, j.Protocols):
-		g.out.Joins = append(g.out.Joins, errJoin(j.Req, j.MemberID, kerr.InconsistentGroupProtocol))
-		return
 	case !g.acceptJoiningMember(j.MemberID):
+		// Kafka checks the size before anything else about the group.
 		if m := g.members[j.MemberID]; m != nil {
 			g.removeMemberAndUpdate(now, m, "group.max.size reached")
 		}
 		delete(g.pending, j.MemberID)
 		g.out.Joins = append(g.out.Joins, errJoin(j.Req, "", kerr.GroupMaxSizeReached))
+		return
+	case g.state == Dead:
+		g.out.Joins = append(g.out.Joins, errJoin(j.Req, j.MemberID, kerr.CoordinatorNotAvailable))
+		return
+	case !g.supportsProtocols(j.ProtocolType, j.Protocols):
+		g.out.Joins = append(g.out.Joins, errJoin(j.Req, j.MemberID, kerr.InconsistentGroupProtocol))
 		return
 	}
 	if j.MemberID == "" {
