@@ -102,5 +102,8 @@
 // answered exactly once (the superseded or orphaned one with
 // REBALANCE_IN_PROGRESS or UNKNOWN_MEMBER_ID), so a driver never leaks a
 // parked request. A static member replacement in a Stable group emits a
-// Store action but is answered at once (Kafka waits for the store).
+// Store action but is answered at once (Kafka waits for the store). Where
+// Kafka picks by hash-map order, this machine is deterministic: a protocol
+// vote tie goes to the protocol voted first in join order, and a removed
+// leader is succeeded by the earliest-joined remaining member.
 package group
