@@ -36,7 +36,8 @@ type Segment struct {
 	LastOffset int64 // last offset it holds; BaseOffset-1 when empty
 	SizeBytes  int64 // bytes on disk (log file)
 	// MaxTimestampMs is the largest record timestamp in the segment, in Unix
-	// milliseconds (Kafka's segment.largestTimestamp), -1 if unknown/empty.
+	// milliseconds (Kafka's segment.largestTimestamp), -1 if unknown/empty;
+	// time retention then measures from CreatedMs.
 	MaxTimestampMs int64
 	CreatedMs      int64 // when the segment was created, Unix milliseconds
 	Active         bool  // the segment appends go to; it is never deleted

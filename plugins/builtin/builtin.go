@@ -111,7 +111,7 @@ func (*Retention) Decide(ctx context.Context, in plugins.RetentionInput) (plugin
 
 	byTime := 0
 	if rms >= 0 {
-		for byTime < len(segs) && deletable(byTime) && in.NowMs-segs[byTime].MaxTimestampMs > rms {
+		for byTime < len(segs) && deletable(byTime) && in.NowMs-segmentTime(segs[byTime]) > rms {
 			byTime++
 		}
 	}
@@ -139,6 +139,16 @@ func (*Retention) Decide(ctx context.Context, in plugins.RetentionInput) (plugin
 		LogStartOffset: segs[n].BaseOffset,
 		Reason:         "delete segments below " + strconv.FormatInt(segs[n].BaseOffset, 10) + ": " + strings.Join(why, "; "),
 	}, nil
+}
+
+// segmentTime is the time retention.ms is measured from: the largest record
+// timestamp, or for a segment without one (empty) its creation time, as
+// Kafka falls back to the file's modification time.
+func segmentTime(s plugins.Segment) int64 {
+	if s.MaxTimestampMs >= 0 {
+		return s.MaxTimestampMs
+	}
+	return s.CreatedMs
 }
 
 // Compaction keeps the latest record per key. A latest record that is a

@@ -115,7 +115,11 @@ func RetentionModel(in plugins.RetentionInput) int64 {
 		}
 		allOld := rms >= 0
 		for j := 0; j < k; j++ {
-			if !(in.NowMs-segs[j].MaxTimestampMs > rms) {
+			ts := segs[j].MaxTimestampMs
+			if ts < 0 {
+				ts = segs[j].CreatedMs
+			}
+			if !(in.NowMs-ts > rms) {
 				allOld = false
 			}
 		}
@@ -250,8 +254,9 @@ func RandomRetentionInput(r *rand.Rand) plugins.RetentionInput {
 		}
 		s := plugins.Segment{BaseOffset: next, LastOffset: next + count - 1, SizeBytes: count * int64(1+r.IntN(100)),
 			MaxTimestampMs: nowMs - int64(r.IntN(10_000)), CreatedMs: nowMs - 20_000, Active: i == n-1}
-		if count == 0 {
-			s.MaxTimestampMs = -1
+		if count == 0 || r.IntN(10) == 0 {
+			s.MaxTimestampMs = -1 // empty, or no timestamp known: CreatedMs counts
+			s.CreatedMs = nowMs - int64(r.IntN(10_000))
 		}
 		segs = append(segs, s)
 		next += count + int64(r.IntN(3)) // gaps, as after compaction
