@@ -177,12 +177,13 @@ func (*Compaction) Begin(ctx context.Context, p plugins.CompactionParams) (plugi
 	if err != nil {
 		return nil, err
 	}
-	return &compactionPass{now: p.NowMs, deleteRetention: del, lag: lag, latest: map[string]int64{}}, nil
+	return &compactionPass{now: p.NowMs, deleteRetention: del, lag: lag, index: map[string]int{}}, nil
 }
 
 type compactionPass struct {
 	now, deleteRetention, lag int64
-	latest                    map[string]int64 // key -> highest offset seen by Scan
+	index                     map[string]int // key -> index into latest
+	latest                    []int64        // highest offset seen by Scan, per key
 	closed                    bool
 }
 
@@ -197,8 +198,12 @@ func (c *compactionPass) Scan(ctx context.Context, batch []plugins.Record) error
 		if r.Key == nil {
 			continue
 		}
-		if o, ok := c.latest[string(r.Key)]; !ok || r.Offset > o {
-			c.latest[string(r.Key)] = r.Offset
+		// Lookups with string(r.Key) do not allocate; only a new key does.
+		if i, ok := c.index[string(r.Key)]; ok {
+			c.latest[i] = max(c.latest[i], r.Offset)
+		} else {
+			c.index[string(r.Key)] = len(c.latest)
+			c.latest = append(c.latest, r.Offset)
 		}
 	}
 	return nil
@@ -224,8 +229,8 @@ func (c *compactionPass) keep(r plugins.Record) bool {
 	if r.Key == nil || c.now-r.TimestampMs < c.lag {
 		return true
 	}
-	latest, ok := c.latest[string(r.Key)]
-	if !ok || r.Offset >= latest {
+	i, ok := c.index[string(r.Key)]
+	if !ok || r.Offset >= c.latest[i] {
 		// The latest for its key (or never scanned: keep, never guess).
 		return !(r.Tombstone && c.now-r.TimestampMs > c.deleteRetention)
 	}
@@ -234,6 +239,6 @@ func (c *compactionPass) keep(r plugins.Record) bool {
 
 func (c *compactionPass) Close() error {
 	c.closed = true
-	c.latest = nil
+	c.index, c.latest = nil, nil
 	return nil
 }
