@@ -261,3 +261,36 @@ func ValidateSurvivors(batch []Record, survivors []int64) ([]int64, error) {
 	}
 	return out, nil
 }
+
+// ErrPolicyFailed wraps a policy's own failure (an error or a panic).
+var ErrPolicyFailed = errors.New("plugins: policy failed")
+
+// DecideChecked is what the host's retention loop calls per partition: it
+// checks the input, asks the policy (an in-process policy's panic becomes an
+// error), and validates the answer. On any error the verdict is empty and the
+// host deletes nothing; the decision is returned for the audit log whenever
+// the policy produced one.
+func DecideChecked(ctx context.Context, p RetentionPolicy, in RetentionInput) (v Verdict, d RetentionDecision, err error) {
+	if err := CheckInput(in); err != nil {
+		return Verdict{}, RetentionDecision{}, err
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: %s panicked: %v", ErrPolicyFailed, p.Info().Name, r)
+			}
+		}()
+		d, err = p.Decide(ctx, in)
+	}()
+	if err != nil {
+		if !errors.Is(err, ErrPolicyFailed) {
+			err = fmt.Errorf("%w: %w", ErrPolicyFailed, err)
+		}
+		return Verdict{}, d, err
+	}
+	v, err = Validate(in, d)
+	if err != nil {
+		return Verdict{}, d, err
+	}
+	return v, d, nil
+}
