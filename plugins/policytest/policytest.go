@@ -307,9 +307,12 @@ func RunCompaction(t *testing.T, newPolicy func(t *testing.T) plugins.Compaction
 			{Offset: 5, Key: nil, TimestampMs: nowMs - 9000},                     // no key: kept
 			{Offset: 6, Key: k("d"), TimestampMs: nowMs - 50},                    // young
 			{Offset: 7, Key: k("d"), TimestampMs: nowMs - 10},                    // young, latest
+			{Offset: 8, Key: k("e"), TimestampMs: nowMs - 1000, Tombstone: true}, // exactly delete.retention.ms old: kept
+			{Offset: 9, Key: k("f"), TimestampMs: nowMs - 100},                   // exactly the lag old: compactable
+			{Offset: 10, Key: k("f"), TimestampMs: nowMs - 100},
 		}
 		got := compact(t, newPolicy(t), cfg, [][]plugins.Record{recs[:3], recs[3:5], recs[5:]})
-		want := []int64{2, 4, 5, 6, 7}
+		want := []int64{2, 4, 5, 6, 7, 8, 10}
 		if !slices.Equal(got, want) {
 			t.Fatalf("survivors %v, want %v", got, want)
 		}
