@@ -46,6 +46,8 @@ func startAdmin(addr string, b *broker.Broker) (*admin, error) {
 	counter("brokkr_requests_unsupported_api_total", "Requests for an API key Brokkr does not serve (connection closed).", func() float64 { return float64(st.UnknownAPIKey.Load()) })
 	counter("brokkr_requests_unsupported_version_total", "Requests outside the advertised version range.", func() float64 { return float64(st.UnsupportedVersion.Load()) })
 	counter("brokkr_requests_malformed_total", "Request bodies that did not parse (connection closed).", func() float64 { return float64(st.MalformedRequest.Load()) })
+	counter("brokkr_retention_policy_failures_total", "Retention checks where the policy failed or answered nonsense; nothing was deleted.", func() float64 { return float64(st.RetentionFailures.Load()) })
+	counter("brokkr_retention_segments_deleted_total", "Segments deleted by retention.", func() float64 { return float64(st.RetentionSegmentsDeleted.Load()) })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_replicamanager_partitioncount", Help: "Partitions hosted by this broker."}, func() float64 { return float64(b.PartitionCount()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_kafkaserver_brokerstate", Help: "3 = running."}, func() float64 { return 3 }))
 

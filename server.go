@@ -12,6 +12,7 @@ import (
 	"github.com/brokkr/brokkr/coord/backends"
 	"github.com/brokkr/brokkr/core/broker"
 	"github.com/brokkr/brokkr/core/config"
+	"github.com/brokkr/brokkr/plugins/builtin"
 )
 
 // Server is a whole Brokkr broker for embedding in a Go program: set
@@ -47,7 +48,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("coordination backend %s: %w", spec, err)
 	}
 	s.coord = c
-	s.broker = &broker.Broker{Config: s.Config, Coord: c, Logger: s.Logger}
+	s.broker = &broker.Broker{Config: s.Config, Coord: c, Logger: s.Logger, RetentionPolicy: builtin.NewRetention()}
 	if err := s.broker.Start(ctx); err != nil {
 		_ = c.Close()
 		return err

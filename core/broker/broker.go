@@ -31,6 +31,7 @@ import (
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/controller"
 	"github.com/brokkr/brokkr/netio"
+	"github.com/brokkr/brokkr/plugins"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -43,6 +44,10 @@ type Broker struct {
 	Coord coord.Backend
 	// Logger receives the broker's log; nil discards.
 	Logger *slog.Logger
+	// RetentionPolicy decides which segments may go (plugins/builtin's
+	// time and size retention by default, set by the brokkr package); nil
+	// keeps everything.
+	RetentionPolicy plugins.RetentionPolicy
 
 	log       *slog.Logger
 	clusterID string
@@ -73,6 +78,9 @@ type Stats struct {
 	UnknownAPIKey      atomic.Int64 // requests with an API key we do not serve
 	UnsupportedVersion atomic.Int64 // versions outside the advertised range
 	MalformedRequest   atomic.Int64 // bodies that did not parse
+
+	RetentionFailures        atomic.Int64 // policy calls that failed or answered nonsense (nothing deleted)
+	RetentionSegmentsDeleted atomic.Int64
 }
 
 // dispatch decodes and serves one request. closeConn says the connection

@@ -108,6 +108,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	go b.campaignLoop(runCtx)
+	go b.retentionLoop(runCtx)
 
 	// Host the partitions assigned to this broker.
 	if err := b.reconcile(ctx); err != nil {
@@ -329,7 +330,7 @@ func (b *Broker) ensureLocalLogs(t controller.Topic) error {
 		if err != nil {
 			return err
 		}
-		part := &partition{topic: t.Name, index: p.Index, topicID: t.ID, log: l, producers: newProducerState(), leaderEpoch: p.LeaderEpoch, isrSize: len(p.ISR), cfg: cfg}
+		part := &partition{topic: t.Name, index: p.Index, topicID: t.ID, log: l, producers: newProducerState(), leaderEpoch: p.LeaderEpoch, isrSize: len(p.ISR), cfg: cfg, overrides: t.Configs}
 		if err := part.rebuildProducers(); err != nil {
 			b.log.Warn("rebuilding idempotent producer state", "topic", t.Name, "partition", p.Index, "err", err)
 		}
@@ -364,7 +365,7 @@ func (b *Broker) applyTopicConfig(topic string, overrides map[string]string) err
 	for k, p := range b.parts {
 		if k.topic == topic {
 			p.cfgMu.Lock()
-			p.cfg = cfg
+			p.cfg, p.overrides = cfg, overrides
 			p.cfgMu.Unlock()
 		}
 	}

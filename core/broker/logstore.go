@@ -12,6 +12,7 @@ import (
 	"github.com/brokkr/brokkr/core/config"
 	plog "github.com/brokkr/brokkr/core/log"
 	"github.com/brokkr/brokkr/netio"
+	"github.com/brokkr/brokkr/plugins"
 	"github.com/brokkr/brokkr/segment"
 )
 
@@ -208,4 +209,20 @@ func (a *logAdapter) ProducerBatches(_ int64, fn func(pid int64, epoch int16, fi
 		}
 		return nil
 	})
+}
+
+func (a *logAdapter) Dir() string { return a.l.Dir() }
+
+func (a *logAdapter) Segments() []plugins.Segment {
+	var out []plugins.Segment
+	for _, s := range a.l.Segments() {
+		out = append(out, plugins.Segment{BaseOffset: s.Base, LastOffset: s.LastOffset, SizeBytes: s.Size,
+			MaxTimestampMs: s.MaxTimestamp, CreatedMs: s.Created.UnixMilli(), Active: s.Active})
+	}
+	return out
+}
+
+func (a *logAdapter) DeleteSegmentsBelow(offset int64) (int, error) {
+	gone, err := a.l.DeleteSegmentsBelow(offset)
+	return len(gone), err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/controller"
 	"github.com/brokkr/brokkr/netio"
+	"github.com/brokkr/brokkr/plugins"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -35,6 +36,13 @@ type partLog interface {
 	// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <=
 	// epoch and the offset where it ended (-1, -1 if none).
 	EndOffsetForEpoch(epoch int32) (int32, int64)
+	// Segments describes the segments for a retention policy.
+	Segments() []plugins.Segment
+	// DeleteSegmentsBelow deletes whole segments wholly below offset (never
+	// the active one) and returns how many went.
+	DeleteSegmentsBelow(offset int64) (int, error)
+	// Dir is the partition's directory.
+	Dir() string
 	// Changed is closed at the next append or high watermark change.
 	Changed() <-chan struct{}
 	// Batches calls fn for the headers of batches from offset on (to
@@ -55,8 +63,9 @@ type partition struct {
 	leaderEpoch int32
 	isrSize     int
 
-	cfgMu sync.RWMutex
-	cfg   config.TopicConfig
+	cfgMu     sync.RWMutex
+	cfg       config.TopicConfig
+	overrides map[string]string // the topic's config overrides, for policies
 }
 
 func (p *partition) config() config.TopicConfig {
