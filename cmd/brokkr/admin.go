@@ -236,6 +236,12 @@ type itemErrors struct {
 	errs  []string
 }
 
+// fail records a failed topic both in the summary error and in its row.
+func (e *itemErrors) fail(res *topicResult, err error, brokerMsg string) {
+	e.add(res.Topic, err, brokerMsg)
+	res.Status, res.Error = "failed", describeErr(err, brokerMsg)
+}
+
 func (e *itemErrors) add(name string, err error, brokerMsg string) {
 	e.errs = append(e.errs, fmt.Sprintf("%s %q: %s", e.kind, name, describeErr(err, brokerMsg)))
 }

@@ -159,7 +159,7 @@ func (o *benchOpts) prepare(cmd *cobra.Command, needBroker bool) (func(), error)
 	if o.maxInflight < 1 {
 		errs = append(errs, fmt.Errorf("--max-inflight: want at least 1, got %d", o.maxInflight))
 	}
-	if _, err := compressionOpt(o.compression); err != nil {
+	if _, err := compressionCodec(o.compression); err != nil {
 		errs = append(errs, err)
 	}
 	if o.fetchMaxBytes < 1024 || o.partitionMaxBytes < 1024 {

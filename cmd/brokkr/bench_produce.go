@@ -16,26 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func compressionOpt(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "none", "":
-		return kgo.NoCompression(), nil
-	case "gzip":
-		return kgo.GzipCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	}
-	return kgo.NoCompression(), fmt.Errorf("--compression: want none, gzip, snappy, lz4 or zstd, got %q", name)
-}
-
 // client returns a franz-go client for brokers with the producer settings
 // of the flags plus extra options, once some broker answers.
 func (o *benchOpts) client(ctx context.Context, brokers []string, defaultLinger time.Duration, extra ...kgo.Opt) (*kgo.Client, error) {
-	codec, err := compressionOpt(o.compression)
+	codec, err := compressionCodec(o.compression)
 	if err != nil {
 		return nil, err
 	}

@@ -128,8 +128,7 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 				switch {
 				case !ok:
 					err := errors.New("the broker's answer did not mention this topic")
-					fails.add(t, err, "")
-					res.Status, res.Error = "failed", describeErr(err, "")
+					fails.fail(&res, err, "")
 				case r.Err == nil:
 					res.ID, res.Partitions, res.Replicas = topicIDString(r.ID), r.NumPartitions, r.ReplicationFactor
 					res.Status = "created"
@@ -139,8 +138,7 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 				case ifNotExists && errors.Is(r.Err, kerr.TopicAlreadyExists):
 					res.Status = "exists (skipped)"
 				default:
-					fails.add(t, r.Err, r.ErrMessage)
-					res.Status, res.Error = "failed", describeErr(r.Err, r.ErrMessage)
+					fails.fail(&res, r.Err, r.ErrMessage)
 				}
 				rs = append(rs, res)
 			}
@@ -496,15 +494,13 @@ func newTopicDeleteCmd(o *clientOpts) *cobra.Command {
 				switch {
 				case !ok:
 					err := errors.New("the broker's answer did not mention this topic")
-					fails.add(t, err, "")
-					res.Status, res.Error = "failed", describeErr(err, "")
+					fails.fail(&res, err, "")
 				case r.Err == nil:
 					res.Status = "deleted"
 				case ifExists && errors.Is(r.Err, kerr.UnknownTopicOrPartition):
 					res.Status = "does not exist (skipped)"
 				default:
-					fails.add(t, r.Err, r.ErrMessage)
-					res.Status, res.Error = "failed", describeErr(r.Err, r.ErrMessage)
+					fails.fail(&res, r.Err, r.ErrMessage)
 				}
 				rs = append(rs, res)
 			}
@@ -584,8 +580,7 @@ func newTopicAlterConfigCmd(o *clientOpts) *cobra.Command {
 					err = r.Err
 				}
 				if err != nil {
-					fails.add(t, err, r.ErrMessage)
-					res.Status, res.Error = "failed", describeErr(err, r.ErrMessage)
+					fails.fail(&res, err, r.ErrMessage)
 				} else {
 					res.Status = "altered"
 					if dryRun {
@@ -650,8 +645,7 @@ func newTopicAddPartitionsCmd(o *clientOpts) *cobra.Command {
 					err = r.Err
 				}
 				if err != nil {
-					fails.add(t, err, r.ErrMessage)
-					res.Status, res.Error = "failed", describeErr(err, r.ErrMessage)
+					fails.fail(&res, err, r.ErrMessage)
 				} else {
 					res.Status = fmt.Sprintf("added %d", num)
 					if dryRun {

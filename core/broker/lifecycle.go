@@ -377,7 +377,7 @@ func (b *Broker) applyTopicConfig(topic string, overrides map[string]string) err
 // rebuildProducers reloads the idempotent-producer state from the log's
 // batch headers, so duplicates are still caught after a restart.
 func (p *partition) rebuildProducers() error {
-	return p.log.ProducerBatches(p.log.StartOffset(), func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64) {
+	return p.log.ProducerBatches(func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64) {
 		p.producers.record(pid, epoch, batchMeta{firstSeq: firstSeq, lastSeq: lastSeq, firstOffset: firstOff, lastOffset: lastOff, timestamp: ts})
 	})
 }

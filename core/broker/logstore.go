@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/brokkr/brokkr/core/codec"
 	"github.com/brokkr/brokkr/core/config"
@@ -19,9 +18,6 @@ import (
 // managerStore is the logStore over core/log's Manager.
 type managerStore struct {
 	m *plog.Manager
-
-	mu     sync.Mutex
-	topics map[string][]int32 // open partitions per topic
 }
 
 func (b *Broker) openLogStore() (logStore, error) {
@@ -37,7 +33,7 @@ func (b *Broker) openLogStore() (logStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening log dirs: %w", err)
 	}
-	return &managerStore{m: m, topics: map[string][]int32{}}, nil
+	return &managerStore{m: m}, nil
 }
 
 // logConfig maps a topic's effective config to core/log's.
@@ -62,9 +58,6 @@ func (s *managerStore) Open(topic string, partition int32, _ [16]byte, cfg confi
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.topics[topic] = append(s.topics[topic], partition)
-	s.mu.Unlock()
 	return &logAdapter{l: l}, nil
 }
 
@@ -86,9 +79,6 @@ func (s *managerStore) DeleteTopic(topic string) error {
 			}
 		}
 	}
-	s.mu.Lock()
-	delete(s.topics, topic)
-	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -192,7 +182,7 @@ var errStop = errors.New("stop")
 // ProducerBatches reads the batch headers of the active segment, which is
 // where the producers still retrying live; older segments are not read, so
 // a restart costs what the active segment holds, not the whole log.
-func (a *logAdapter) ProducerBatches(_ int64, fn func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64)) error {
+func (a *logAdapter) ProducerBatches(fn func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64)) error {
 	segs := a.l.Segments()
 	if len(segs) == 0 {
 		return nil

@@ -45,9 +45,9 @@ type partLog interface {
 	Dir() string
 	// Changed is closed at the next append or high watermark change.
 	Changed() <-chan struct{}
-	// Batches calls fn for the headers of batches from offset on (to
-	// rebuild the producer state).
-	ProducerBatches(from int64, fn func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64)) error
+	// ProducerBatches calls fn for the idempotent batches the log still
+	// holds recent headers of (to rebuild the producer state at start).
+	ProducerBatches(fn func(pid int64, epoch int16, firstSeq, lastSeq int32, firstOff, lastOff, ts int64)) error
 }
 
 // partition is one partition this broker hosts.
