@@ -40,6 +40,10 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newLogCmd())
 	root.AddCommand(newBenchCmd())
 	addAdminCommands(root)
+	groupOpts := &clientOpts{}
+	groupCmd := newGroupCmd(groupOpts)
+	addClientFlags(groupCmd, groupOpts)
+	root.AddCommand(groupCmd)
 	return root
 }
 
