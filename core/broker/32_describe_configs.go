@@ -7,6 +7,15 @@ package broker
 // IncludeSynonyms), the broker key it falls back to. Brokers: the broker
 // keys Brokkr understands; only this broker's id (or an empty name, the
 // cluster default) is known. Other resource types are INVALID_REQUEST.
+//
+// Status: a TOPIC request that names keys starting with brokkr.status.
+// gets read-only entries with compact JSON values (policies.go,
+// status.go): brokkr.status.policy, brokkr.status.partitions,
+// brokkr.status.partition.<n> and brokkr.status.retention.plan (a dry run
+// of the retention policy, computed on request). Only partitions this
+// broker hosts are reported, so a client asks every broker and merges. An
+// all-configs describe (ConfigNames null) never includes them, so Kafka
+// tools see nothing unusual (docs/protocol.md).
 
 import (
 	"context"
@@ -71,6 +80,15 @@ func handleDescribeConfigs(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.
 			}
 			for _, e := range b.Config.DescribeTopic(t.Configs) {
 				add(e.Name, e.Value, e.Source, e.Synonym)
+			}
+			for _, n := range rr.ConfigNames {
+				if v, ok := b.statusEntry(ctx, t.Name, t.Configs, n); ok {
+					c := kmsg.NewDescribeConfigsResponseResourceConfig()
+					c.Name, c.Value, c.ReadOnly = n, &v, true
+					c.Source = kmsg.ConfigSourceUnknown
+					c.ConfigType = kmsg.ConfigTypeString
+					res.Configs = append(res.Configs, c)
+				}
 			}
 		case kmsg.ConfigResourceTypeBroker:
 			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(b.Config.NodeID)) {

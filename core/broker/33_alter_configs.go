@@ -46,6 +46,9 @@ func (b *Broker) setTopicConfigs(ctx context.Context, rt kmsg.ConfigResourceType
 	if m == nil {
 		return kerr.NotController.Code, nil
 	}
+	if err := b.checkPolicyConfigs(cfgs); err != nil {
+		return errCode(err)
+	}
 	if err := m.SetConfigs(ctx, name, cfgs, validateOnly); err != nil {
 		return errCode(err)
 	}

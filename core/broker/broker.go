@@ -48,6 +48,13 @@ type Broker struct {
 	// time and size retention by default, set by the brokkr package); nil
 	// keeps everything.
 	RetentionPolicy plugins.RetentionPolicy
+	// CompactionPolicy is the built-in compaction for cleanup.policy=compact
+	// topics (plugins/builtin's keep-latest-per-key when nil).
+	CompactionPolicy plugins.CompactionPolicy
+	// Policies resolves the plugin policies topic configs name
+	// (brokkr.retention.plugin, brokkr.compaction.plugin); it is the
+	// allow-list. Nil (brokkr.plugin.dir unset): such configs are refused.
+	Policies PolicySource
 
 	log       *slog.Logger
 	clusterID string
@@ -71,6 +78,7 @@ type Broker struct {
 
 	pids  pidAllocator
 	stats Stats
+	pol   policyState // policy status, faults, cleaner state (policies.go)
 }
 
 // Stats are the broker's request counters.

@@ -20,6 +20,9 @@ func (b *Broker) topic(ctx context.Context, name string) (controller.Topic, erro
 // createTopic creates a topic's metadata and then the local logs of the
 // partitions this broker hosts.
 func (b *Broker) createTopic(ctx context.Context, m *controller.Metadata, req controller.CreateTopicRequest) (controller.Topic, error) {
+	if err := b.checkPolicyConfigs(req.Configs); err != nil {
+		return controller.Topic{}, err
+	}
 	t, err := m.CreateTopic(ctx, &b.Config, req, b.liveIDs())
 	if err != nil || req.ValidateOnly {
 		return t, err

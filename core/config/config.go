@@ -55,6 +55,16 @@ type Config struct {
 	LogFlushOffsetCheckpointIntervalMs int64 // log.flush.offset.checkpoint.interval.ms
 	LogFlushSchedulerIntervalMs        int64 // log.flush.scheduler.interval.ms
 
+	// The log cleaner (compaction of cleanup.policy=compact topics).
+	LogCleanerEnable              bool    // log.cleaner.enable
+	LogCleanerThreads             int32   // log.cleaner.threads
+	LogCleanerIoMaxBytesPerSecond float64 // log.cleaner.io.max.bytes.per.second; math.MaxFloat64 = unthrottled
+	LogCleanerBackoffMs           int64   // log.cleaner.backoff.ms
+	LogCleanerMinCleanableRatio   float64 // log.cleaner.min.cleanable.ratio
+	LogCleanerDeleteRetentionMs   int64   // log.cleaner.delete.retention.ms
+	LogCleanerMinCompactionLagMs  int64   // log.cleaner.min.compaction.lag.ms
+	LogCleanerMaxCompactionLagMs  int64   // log.cleaner.max.compaction.lag.ms
+
 	SocketRequestMaxBytes int32 // socket.request.max.bytes
 	ConnectionsMaxIdleMs  int64 // connections.max.idle.ms
 	QueuedMaxRequests     int32 // queued.max.requests
@@ -114,6 +124,15 @@ func DefaultConfig() Config {
 		LogFlushOffsetCheckpointIntervalMs: 60000,
 		LogFlushSchedulerIntervalMs:        math.MaxInt64,
 
+		LogCleanerEnable:              true,
+		LogCleanerThreads:             1,
+		LogCleanerIoMaxBytesPerSecond: math.MaxFloat64,
+		LogCleanerBackoffMs:           15000,
+		LogCleanerMinCleanableRatio:   0.5,
+		LogCleanerDeleteRetentionMs:   86400000,
+		LogCleanerMinCompactionLagMs:  0,
+		LogCleanerMaxCompactionLagMs:  math.MaxInt64,
+
 		SocketRequestMaxBytes: 104857600,
 		ConnectionsMaxIdleMs:  600000,
 		QueuedMaxRequests:     500,
@@ -169,6 +188,8 @@ func setField(ptr any, v any) {
 		*f = v.(string)
 	case *[]string:
 		*f = v.([]string)
+	case *float64:
+		*f = v.(float64)
 	}
 }
 
@@ -187,6 +208,8 @@ func fieldString(ptr any) string {
 		return *f
 	case *[]string:
 		return strings.Join(*f, ",")
+	case *float64:
+		return strconv.FormatFloat(*f, 'g', -1, 64)
 	}
 	return ""
 }
@@ -229,6 +252,14 @@ var keys = []key{
 	{name: "message.max.bytes", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.MessageMaxBytes }},
 	{name: "compression.type", kind: kString, enum: []string{"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"}, field: func(c *Config) any { return &c.CompressionType }},
 	{name: "log.retention.check.interval.ms", kind: kLong, min: 1, max: maxInt64, field: func(c *Config) any { return &c.LogRetentionCheckIntervalMs }},
+	{name: "log.cleaner.enable", kind: kBool, field: func(c *Config) any { return &c.LogCleanerEnable }},
+	{name: "log.cleaner.threads", kind: kInt, min: 0, max: 64, field: func(c *Config) any { return &c.LogCleanerThreads }},
+	{name: "log.cleaner.io.max.bytes.per.second", kind: kDouble, min: 1, max: maxInt64, field: func(c *Config) any { return &c.LogCleanerIoMaxBytesPerSecond }},
+	{name: "log.cleaner.backoff.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogCleanerBackoffMs }},
+	{name: "log.cleaner.min.cleanable.ratio", kind: kDouble, min: 0, max: 1, field: func(c *Config) any { return &c.LogCleanerMinCleanableRatio }},
+	{name: "log.cleaner.delete.retention.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogCleanerDeleteRetentionMs }},
+	{name: "log.cleaner.min.compaction.lag.ms", kind: kLong, min: 0, max: maxInt64, field: func(c *Config) any { return &c.LogCleanerMinCompactionLagMs }},
+	{name: "log.cleaner.max.compaction.lag.ms", kind: kLong, min: 1, max: maxInt64, field: func(c *Config) any { return &c.LogCleanerMaxCompactionLagMs }},
 	{name: "log.flush.offset.checkpoint.interval.ms", kind: kLong, min: 0, max: maxInt32, field: func(c *Config) any { return &c.LogFlushOffsetCheckpointIntervalMs }},
 
 	{name: "socket.request.max.bytes", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.SocketRequestMaxBytes }},
@@ -258,7 +289,7 @@ var ignored = []string{
 	"socket.send.buffer.bytes", "socket.receive.buffer.bytes", "num.recovery.threads.per.data.dir",
 	"transaction.state.log.replication.factor", "transaction.state.log.min.isr",
 	"transaction.state.log.num.partitions", "group.initial.rebalance.delay.ms",
-	"log.cleaner.enable", "log.cleaner.threads", "log.cleaner.dedupe.buffer.size",
+	"log.cleaner.dedupe.buffer.size",
 	"log.cleaner.io.buffer.size", "zookeeper.connection.timeout", "listener.security.protocol.map",
 	"inter.broker.listener.name", "security.inter.broker.protocol", "controlled.shutdown.enable",
 	"auto.leader.rebalance.enable", "jmx.port", "log.preallocate",
@@ -398,6 +429,15 @@ func (k *key) parse(s string) (any, error) {
 		}
 		if v < k.min || v > k.max {
 			return nil, fmt.Errorf("%d is out of range [%d, %d]", v, k.min, k.max)
+		}
+		return v, nil
+	case kDouble:
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) {
+			return nil, fmt.Errorf("%q is not a number", s)
+		}
+		if v < float64(k.min) || v > float64(k.max) && k.max != maxInt64 {
+			return nil, fmt.Errorf("%g is out of range [%d, %d]", v, k.min, k.max)
 		}
 		return v, nil
 	case kBool:
