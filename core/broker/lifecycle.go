@@ -109,6 +109,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	go b.campaignLoop(runCtx)
 	go b.retentionLoop(runCtx)
+	b.startCleaner(runCtx)
 
 	// Host the partitions assigned to this broker.
 	if err := b.reconcile(ctx); err != nil {
