@@ -12,6 +12,10 @@
 //	<log.dir>/<topic>-<partition>/00000000000000000000.log|.index|.timeindex
 //	<log.dir>/<topic>-<partition>/leader-epoch-checkpoint  "0\n<n>\n<epoch> <startOffset>\n"...
 //	<log.dir>/<topic>-<partition>.<id>-delete/  a partition being deleted
+//	<log.dir>/<topic>-<partition>/cleaner-offset-checkpoint  "0\n1\n<cleanedTo>\n" (see Cleaning)
+//	<log.dir>/<topic>-<partition>/cleaner-swap  commit record of a clean being swapped in
+//	<log.dir>/<topic>-<partition>/<base>.log|.index|.timeindex.cleaned  a clean's output
+//	<log.dir>/<topic>-<partition>/cleaner-staging/  where a clean builds its output
 //
 // # Invariants
 //
@@ -24,10 +28,68 @@
 //   - a failed write leaves the LEO, the files as readers see them and the
 //     leader-epoch cache unchanged; the error wraps ErrStorage.
 //
+// # Cleaning
+//
+// Clean (cleaner.go) compacts a log with a plugins.CompactionPolicy, as
+// Kafka's LogCleaner. The first uncleanable offset is min(active segment
+// base, high watermark, base of the first segment holding a record newer
+// than now - min.compaction.lag.ms); only whole segments below it are
+// cleaned. The dirty section runs from the cleaner checkpoint (CleanedTo,
+// a segment base) to there: its records are shown to the pass's Scan;
+// then every record of every cleanable segment is shown to Survivors (in
+// batches of BatchRecords, each answer checked by plugins.ValidateSurvivors)
+// and the survivors are written, offsets unchanged, into new segments:
+// adjacent segments are grouped as Kafka's groupSegmentsBySize (total
+// .log bytes <= segment.bytes, offset indexes <= segment.index.bytes,
+// offsets within 32 bits of the group's base), each group's output is
+// named by the group's first base. A fully kept batch is copied byte for
+// byte, a partly kept one re-encoded (codec.EncodeBatch: same base offset,
+// last offset delta, producer id/epoch/sequence, leader epoch, attributes
+// and codec), an emptied one dropped; control batches are kept whole and
+// never shown to the policy. An empty output is dropped, except the first
+// group's, so the log start offset keeps its segment.
+//
+// Crash safety: a clean writes its outputs in cleaner-staging/, syncs
+// them (data and trimmed indexes), moves them next to the log as
+// <base><ext>.cleaned and syncs the directory, all without the log's lock.
+// It then takes the lock, checks that the segments it read are still the
+// log's (else ErrCleanAborted), and commits by writing the commit record
+// cleaner-swap (temp file, fdatasync, rename, directory sync): it names
+// the replaced bases ("old"), the new bases ("new", a subset of the old)
+// and the new checkpoint. After the commit it renames every
+// <new><ext>.cleaned over <new><ext>, removes the files of every old base
+// that is not a new base, syncs the directory, writes
+// cleaner-offset-checkpoint, removes the commit record and syncs the
+// directory again; then it swaps the in-memory segment list and closes the
+// old segments (readers holding regions keep their open files).
+//
+// The recovery rule, run first by Open: cleaner-staging/ is removed; if
+// cleaner-swap exists, the steps after the commit are run again (each is
+// idempotent: a .cleaned file still present is renamed, old-only files
+// still present are removed); then any other *.cleaned file belongs to an
+// uncommitted clean and is removed. So a crash before the commit record's
+// rename leaves exactly the old segment set, a crash after it exactly the
+// new one. The commit record replaces Kafka's per-group .swap files: one
+// record makes a whole clean (all groups) one unit, and it names the
+// replaced segments, which a .swap file cannot when the cleaner removed
+// the last records of its group. A failure after the commit takes the log
+// offline (ErrStorage, as Kafka marks the dir offline); Open completes it.
+//
+// Below the cleaner checkpoint a segment may end before the next begins
+// (its last records were removed) and the first segment may be empty;
+// recovery accepts both there (everything there was synced by the
+// cleaner). TruncateTo lowers the checkpoint to the new active segment's
+// base. Not done: Kafka's rule keeping the last (emptied) batch of each
+// idempotent producer (a v2 batch here always holds a record), and the
+// removal of aborted transactional data.
+//
 // # Locking
 //
 // One RWMutex per Log: Append, TruncateTo, DeleteSegmentsBelow, Flush and
-// Close take it exclusively; Read, lookups and accessors share it. Read
+// Close take it exclusively; Read, lookups and accessors share it. Clean
+// holds its own mutex (one clean per log at a time, taken before the
+// Log's) and takes the Log's exclusively only for the commit and swap;
+// it reads the segments through regions taken under the shared lock. Read
 // returns a Region whose file stays open until Release, so record bytes
 // are sent zero-copy after the lock is dropped. Manager's mutex guards its
 // map only and is never held while a Log's lock is taken for I/O.

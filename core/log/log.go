@@ -50,6 +50,7 @@ type Log struct {
 	notify         chan struct{}
 	closed         bool
 	bg             sync.WaitGroup // background syncs of rolled segments
+	cl             cleanerState   // the log cleaner's checkpoint and lock (cleaner.go)
 }
 
 type seg struct {
@@ -98,6 +99,11 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 }
 
 func (l *Log) load() error {
+	// A clean interrupted by a crash: complete it if it was committed
+	// (cleaner.go); its .cleaned files are removed below otherwise.
+	if err := l.recoverClean(); err != nil {
+		return err
+	}
 	ents, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("%w: read %s: %w", ErrStorage, l.dir, err)
@@ -161,7 +167,10 @@ func (l *Log) load() error {
 			return fmt.Errorf("log %s: segment %d overlaps the previous one (next offset %d)", l.dir, b, l.segs[n-1].NextOffset())
 		}
 		l.segs = append(l.segs, &seg{Segment: s, created: now})
-		if from >= 0 && !rec.Truncated() && i < len(bases)-1 && s.NextOffset() < bases[i+1] {
+		if from >= 0 && !rec.Truncated() && i < len(bases)-1 && s.NextOffset() < bases[i+1] && bases[i+1] > l.cl.cleanedTo {
+			// (Below the cleaner checkpoint a segment may end before the
+			// next one starts: the cleaner removed its last records, and it
+			// synced every segment it wrote.)
 			// Unflushed data of this segment was lost (power loss) while a
 			// later segment's survived: keep the log a prefix, no holes.
 			rec.TruncatedAt, rec.Reason = s.Size(), fmt.Sprintf("offsets %d-%d lost: the segment ends before the next one starts", s.NextOffset(), bases[i+1]-1)
@@ -190,7 +199,9 @@ func (l *Log) load() error {
 		}
 	}
 	// Empty segments other than the last carry nothing.
-	for len(l.segs) > 1 && l.segs[0].Size() == 0 {
+	// (An empty first segment below the cleaner checkpoint is the
+	// cleaner's: it keeps the log start offset.)
+	for len(l.segs) > 1 && l.segs[0].Size() == 0 && l.segs[1].Base() > l.cl.cleanedTo {
 		l.segs[0].Delete()
 		l.segs = l.segs[1:]
 	}
@@ -212,6 +223,7 @@ func (l *Log) load() error {
 		l.log.Warn("cannot preallocate the active segment's indexes", "err", err)
 	}
 	l.logStart = l.segs[0].Base()
+	l.cl.cleanedTo = min(l.cl.cleanedTo, l.active().Base())
 	leo := l.leo()
 	l.rp = min(rp, leo)
 	l.hw = l.logStart
@@ -669,6 +681,7 @@ func (l *Log) TruncateTo(offset int64) (int64, error) {
 			l.storageError(err)
 		}
 	}
+	l.clampCleanedTo()
 	l.hw = min(l.hw, leo)
 	l.rp = min(l.rp, leo)
 	l.wake()
