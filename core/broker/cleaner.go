@@ -228,6 +228,12 @@ func (b *Broker) cleanPartition(ctx context.Context, c *cleanCandidate, now time
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: not the partition's fault
 	}
+	if errors.Is(err, errCleanAborted) {
+		// Retention or a truncation changed the log under the cleaning;
+		// nothing was swapped and the next pass starts over.
+		b.log.Info("log cleaning aborted: the log changed meanwhile; will retry", "topic", p.topic, "partition", p.index)
+		return
+	}
 	end := time.Now().UnixMilli()
 	k := tp{p.topic, p.index}
 	b.pol.mu.Lock()
@@ -268,6 +274,9 @@ func (b *Broker) cleanRecovered(ctx context.Context, cl cleanableLog, req cleanR
 }
 
 var errCleanPanic = errors.New("log cleaner")
+
+// errCleanAborted: the log changed under a cleaning (not a failure).
+var errCleanAborted = errors.New("clean aborted")
 
 func configInt64(cfg map[string]string, key string, def int64) int64 {
 	v, err := strconv.ParseInt(cfg[key], 10, 64)
