@@ -1,0 +1,194 @@
+package group
+
+import (
+	"cmp"
+	"slices"
+)
+
+// Offsets holds the committed offsets of one coordinator shard (one
+// __consumer_offsets partition): group -> topic -> partition -> Offset.
+// It is a plain data structure, not safe for concurrent use.
+type Offsets struct {
+	groups map[string]map[string]map[int32]Offset
+	n      int
+}
+
+// NewOffsets returns an empty set.
+func NewOffsets() *Offsets {
+	return &Offsets{groups: make(map[string]map[string]map[int32]Offset)}
+}
+
+// Len is the number of committed offsets.
+func (o *Offsets) Len() int { return o.n }
+
+// Commit stores v under k, replacing what was there.
+func (o *Offsets) Commit(k OffsetKey, v Offset) {
+	topics := o.groups[k.Group]
+	if topics == nil {
+		topics = make(map[string]map[int32]Offset, 2)
+		o.groups[k.Group] = topics
+	}
+	o.commitIn(topics, k.Topic, k.Partition, v)
+}
+
+func (o *Offsets) commitIn(topics map[string]map[int32]Offset, topic string, p int32, v Offset) {
+	parts := topics[topic]
+	if parts == nil {
+		parts = make(map[int32]Offset, 4)
+		topics[topic] = parts
+	}
+	if _, ok := parts[p]; !ok {
+		o.n++
+	}
+	parts[p] = v
+}
+
+// commitBytes is Commit for a key still in record bytes: the strings are
+// allocated only for a group or topic not seen before (the loader's path).
+func (o *Offsets) commitBytes(group, topic []byte, p int32, v Offset) {
+	topics := o.groups[string(group)]
+	if topics == nil {
+		topics = make(map[string]map[int32]Offset, 2)
+		o.groups[string(group)] = topics
+	}
+	parts := topics[string(topic)]
+	if parts == nil {
+		parts = make(map[int32]Offset, 4)
+		topics[string(topic)] = parts
+	}
+	if _, ok := parts[p]; !ok {
+		o.n++
+	}
+	parts[p] = v
+}
+
+// Get returns the offset committed under k.
+func (o *Offsets) Get(k OffsetKey) (Offset, bool) {
+	v, ok := o.groups[k.Group][k.Topic][k.Partition]
+	return v, ok
+}
+
+// Group returns a copy of a group's offsets by topic and partition, nil
+// when the group has none.
+func (o *Offsets) Group(group string) map[string]map[int32]Offset {
+	topics := o.groups[group]
+	if len(topics) == 0 {
+		return nil
+	}
+	c := make(map[string]map[int32]Offset, len(topics))
+	for t, parts := range topics {
+		pc := make(map[int32]Offset, len(parts))
+		for p, v := range parts {
+			pc[p] = v
+		}
+		c[t] = pc
+	}
+	return c
+}
+
+// Groups returns the groups with offsets, sorted.
+func (o *Offsets) Groups() []string {
+	gs := make([]string, 0, len(o.groups))
+	for g := range o.groups {
+		gs = append(gs, g)
+	}
+	slices.Sort(gs)
+	return gs
+}
+
+// Delete removes the offset under k and reports whether there was one.
+func (o *Offsets) Delete(k OffsetKey) bool {
+	topics := o.groups[k.Group]
+	parts := topics[k.Topic]
+	if _, ok := parts[k.Partition]; !ok {
+		return false
+	}
+	delete(parts, k.Partition)
+	o.n--
+	if len(parts) == 0 {
+		delete(topics, k.Topic)
+		if len(topics) == 0 {
+			delete(o.groups, k.Group)
+		}
+	}
+	return true
+}
+
+// deleteBytes is Delete for a key still in record bytes.
+func (o *Offsets) deleteBytes(group, topic []byte, p int32) bool {
+	if _, ok := o.groups[string(group)][string(topic)][p]; !ok {
+		return false
+	}
+	return o.Delete(OffsetKey{Group: string(group), Topic: string(topic), Partition: p})
+}
+
+// DeleteGroup removes every offset of group and returns their keys,
+// sorted by topic and partition.
+func (o *Offsets) DeleteGroup(group string) []OffsetKey {
+	topics := o.groups[group]
+	if topics == nil {
+		return nil
+	}
+	var keys []OffsetKey
+	for t, parts := range topics {
+		for p := range parts {
+			keys = append(keys, OffsetKey{Group: group, Topic: t, Partition: p})
+		}
+	}
+	o.n -= len(keys)
+	delete(o.groups, group)
+	slices.SortFunc(keys, compareKeys)
+	return keys
+}
+
+func compareKeys(a, b OffsetKey) int {
+	if c := cmp.Compare(a.Group, b.Group); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Topic, b.Topic); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Partition, b.Partition)
+}
+
+// Expired returns the keys of the offsets that have expired at nowMs, in
+// no particular order; it removes nothing (the caller writes tombstones
+// and then calls Delete). As Kafka's GroupMetadata.removeExpiredOffsets
+// (KIP-211), offsets expire only in a group that is empty: emptySince
+// reports empty=true and the time it became empty, or ms=-1 when that time
+// is unknown (no group metadata: a group that only commits, or metadata
+// from before value v2). Then an offset expires when
+//
+//   - it carries an ExpireTimestamp (a v1 record): nowMs >= ExpireTimestamp;
+//   - otherwise: nowMs - base >= retentionMs, where base is the time the
+//     group became empty, or the offset's commit timestamp when ms = -1.
+//
+// emptySince is called once per group. Offsets of a group with members
+// never expire here (Kafka's one further case, a Stable consumer group
+// whose subscription is known, is left to the caller).
+func (o *Offsets) Expired(nowMs, retentionMs int64, emptySince func(group string) (ms int64, empty bool)) []OffsetKey {
+	var out []OffsetKey
+	for g, topics := range o.groups {
+		since, empty := emptySince(g)
+		if !empty {
+			continue
+		}
+		for t, parts := range topics {
+			for p, v := range parts {
+				var expired bool
+				switch {
+				case v.ExpireTimestamp != -1:
+					expired = nowMs >= v.ExpireTimestamp
+				case since != -1:
+					expired = nowMs-since >= retentionMs
+				default:
+					expired = nowMs-v.CommitTimestamp >= retentionMs
+				}
+				if expired {
+					out = append(out, OffsetKey{Group: g, Topic: t, Partition: p})
+				}
+			}
+		}
+	}
+	return out
+}
