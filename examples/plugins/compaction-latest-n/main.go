@@ -1,0 +1,7 @@
+package main
+
+import "github.com/brokkr/brokkr/plugins/sdk"
+
+func main() {
+	sdk.Serve(sdk.Options{Compaction: Policy{}})
+}
