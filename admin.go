@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/brokkr/brokkr/core/broker"
 	"github.com/brokkr/brokkr/netio"
+	"github.com/brokkr/brokkr/plugins/host"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,7 +25,7 @@ type admin struct {
 	ln  net.Listener
 }
 
-func startAdmin(addr string, b *broker.Broker) (*admin, error) {
+func startAdmin(addr string, b *broker.Broker, pluginStatus func() []host.Status) (*admin, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	counter := func(name, help string, f func() float64) {
@@ -48,6 +50,7 @@ func startAdmin(addr string, b *broker.Broker) (*admin, error) {
 	counter("brokkr_requests_malformed_total", "Request bodies that did not parse (connection closed).", func() float64 { return float64(st.MalformedRequest.Load()) })
 	counter("brokkr_retention_policy_failures_total", "Retention checks where the policy failed or answered nonsense; nothing was deleted.", func() float64 { return float64(st.RetentionFailures.Load()) })
 	counter("brokkr_retention_segments_deleted_total", "Segments deleted by retention.", func() float64 { return float64(st.RetentionSegmentsDeleted.Load()) })
+	registerPolicyMetrics(reg, b, pluginStatus)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_replicamanager_partitioncount", Help: "Partitions hosted by this broker."}, func() float64 { return float64(b.PartitionCount()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kafka_server_kafkaserver_brokerstate", Help: "3 = running."}, func() float64 { return 3 }))
 
@@ -71,3 +74,69 @@ func startAdmin(addr string, b *broker.Broker) (*admin, error) {
 }
 
 func (a *admin) close(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+
+// registerPolicyMetrics exports the log cleaner (with Kafka's JMX names as a
+// JMX exporter renders them), policy faults, per-partition dirty bytes and
+// the plugin processes.
+func registerPolicyMetrics(reg *prometheus.Registry, b *broker.Broker, pluginStatus func() []host.Status) {
+	gauge := func(name, help string, f func(m broker.CleanerMetrics) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(b.CleanerMetrics()) }))
+	}
+	counter := func(name, help string, f func(m broker.CleanerMetrics) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(b.CleanerMetrics()) }))
+	}
+	gauge("kafka_log_logcleaner_deadthreadcount", "Log cleaner threads dead right now (a dead thread is restarted after a back-off).", func(m broker.CleanerMetrics) float64 { return float64(m.DeadThreads) })
+	gauge("kafka_log_logcleanermanager_time_since_last_run_ms", "Milliseconds since a log cleaner pass last ended.", func(m broker.CleanerMetrics) float64 { return float64(m.TimeSinceLastRunMs) })
+	gauge("kafka_log_logcleanermanager_uncleanable_partitions_count", "Compacted partitions whose last cleaning failed.", func(m broker.CleanerMetrics) float64 { return float64(m.UncleanablePartitions) })
+	gauge("kafka_log_logcleaner_max_dirty_percent", "Largest dirty ratio, in percent, of the compacted partitions at the last cleaner pass.", func(m broker.CleanerMetrics) float64 { return m.MaxDirtyPercent })
+	gauge("brokkr_log_cleaner_threads", "Log cleaner threads configured (0 when log.cleaner.enable=false).", func(m broker.CleanerMetrics) float64 { return float64(m.Threads) })
+	counter("brokkr_log_cleaner_panics_total", "Panics recovered in the log cleaner.", func(m broker.CleanerMetrics) float64 { return float64(m.Panics) })
+	counter("brokkr_log_cleaner_cleanings_total", "Successful cleanings.", func(m broker.CleanerMetrics) float64 { return float64(m.Cleanings) })
+	counter("brokkr_log_cleaner_failures_total", "Failed cleanings (retried with back-off).", func(m broker.CleanerMetrics) float64 { return float64(m.Failures) })
+	reg.MustRegister(&policyCollector{b: b, pluginStatus: pluginStatus})
+}
+
+var (
+	descPolicyFaults = prometheus.NewDesc("brokkr_policy_faults_total",
+		"Policy faults (error, panic, time-out, refused answer, plugin unavailable); nothing was deleted.", []string{"topic", "policy", "kind"}, nil)
+	descDirtyBytes = prometheus.NewDesc("brokkr_log_cleaner_dirty_bytes",
+		"Dirty (not yet cleaned, cleanable) bytes of a compacted partition at the last cleaner pass.", []string{"topic", "partition"}, nil)
+	descPluginUp       = prometheus.NewDesc("brokkr_plugin_up", "1 while the plugin's process runs.", []string{"plugin"}, nil)
+	descPluginCalls    = prometheus.NewDesc("brokkr_plugin_calls_total", "Calls sent to the plugin.", []string{"plugin"}, nil)
+	descPluginFaults   = prometheus.NewDesc("brokkr_plugin_faults_total", "Plugin crashes, time-outs, transport errors, failed health checks and refused answers.", []string{"plugin"}, nil)
+	descPluginRestarts = prometheus.NewDesc("brokkr_plugin_restarts_total", "Plugin process starts after the first.", []string{"plugin"}, nil)
+)
+
+// policyCollector exports the labelled policy metrics at scrape time.
+type policyCollector struct {
+	b            *broker.Broker
+	pluginStatus func() []host.Status
+}
+
+func (c *policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPolicyFaults, descDirtyBytes, descPluginUp, descPluginCalls, descPluginFaults, descPluginRestarts} {
+		ch <- d
+	}
+}
+
+func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, f := range c.b.PolicyFaults() {
+		ch <- prometheus.MustNewConstMetric(descPolicyFaults, prometheus.CounterValue, float64(f.Count), f.Topic, f.Policy, string(f.Kind))
+	}
+	for _, d := range c.b.CleanerDirtyBytes() {
+		ch <- prometheus.MustNewConstMetric(descDirtyBytes, prometheus.GaugeValue, float64(d.Bytes), d.Topic, strconv.Itoa(int(d.Partition)))
+	}
+	if c.pluginStatus == nil {
+		return
+	}
+	for _, s := range c.pluginStatus() {
+		up := 0.0
+		if s.Running {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descPluginUp, prometheus.GaugeValue, up, s.Name)
+		ch <- prometheus.MustNewConstMetric(descPluginCalls, prometheus.CounterValue, float64(s.Calls), s.Name)
+		ch <- prometheus.MustNewConstMetric(descPluginFaults, prometheus.CounterValue, float64(s.Faults), s.Name)
+		ch <- prometheus.MustNewConstMetric(descPluginRestarts, prometheus.CounterValue, float64(s.Restarts), s.Name)
+	}
+}

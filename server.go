@@ -12,7 +12,9 @@ import (
 	"github.com/brokkr/brokkr/coord/backends"
 	"github.com/brokkr/brokkr/core/broker"
 	"github.com/brokkr/brokkr/core/config"
+	"github.com/brokkr/brokkr/plugins"
 	"github.com/brokkr/brokkr/plugins/builtin"
+	"github.com/brokkr/brokkr/plugins/host"
 )
 
 // Server is a whole Brokkr broker for embedding in a Go program: set
@@ -20,13 +22,19 @@ import (
 // Start. It opens the coordination backend that Config names (an embedded
 // etcd member by default, with its data in the first log dir) and serves
 // the Kafka protocol on Config.Listeners until Close.
+//
+// With brokkr.plugin.dir set, topics may name retention and compaction
+// plugins in that directory (brokkr.retention.plugin,
+// brokkr.compaction.plugin); they run as go-plugin processes
+// (plugins/host), started on first use.
 type Server struct {
 	Config config.Config
 	Logger *slog.Logger
 
-	coord  coord.Backend
-	broker *broker.Broker
-	admin  *admin
+	coord   coord.Backend
+	broker  *broker.Broker
+	admin   *admin
+	plugins *host.Host // nil without brokkr.plugin.dir
 }
 
 // Start opens the coordination backend and starts the broker. It returns
@@ -48,13 +56,31 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("coordination backend %s: %w", spec, err)
 	}
 	s.coord = c
-	s.broker = &broker.Broker{Config: s.Config, Coord: c, Logger: s.Logger, RetentionPolicy: builtin.NewRetention()}
+	var policies broker.PolicySource
+	if s.Config.PluginDir != "" {
+		logger := s.Logger
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		h, err := host.New(host.Options{Dir: s.Config.PluginDir, Logger: logger.With("component", "plugins")})
+		if err != nil {
+			_ = c.Close()
+			return err
+		}
+		s.plugins = h
+		policies = hostPolicies{h}
+	}
+	s.broker = &broker.Broker{Config: s.Config, Coord: c, Logger: s.Logger,
+		RetentionPolicy: builtin.NewRetention(), CompactionPolicy: builtin.NewCompaction(), Policies: policies}
 	if err := s.broker.Start(ctx); err != nil {
+		if s.plugins != nil {
+			_ = s.plugins.Close()
+		}
 		_ = c.Close()
 		return err
 	}
 	if s.Config.AdminListen != "" {
-		a, err := startAdmin(s.Config.AdminListen, s.broker)
+		a, err := startAdmin(s.Config.AdminListen, s.broker, s.pluginStatus)
 		if err != nil {
 			_ = s.Close(ctx)
 			return err
@@ -96,8 +122,39 @@ func (s *Server) Close(ctx context.Context) error {
 	if s.broker != nil {
 		errs = append(errs, s.broker.Close(ctx))
 	}
+	if s.plugins != nil {
+		errs = append(errs, s.plugins.Close())
+	}
 	if s.coord != nil {
 		errs = append(errs, s.coord.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// PluginStatus is the state of every plugin process named so far (empty
+// without brokkr.plugin.dir).
+func (s *Server) PluginStatus() []host.Status { return s.pluginStatus() }
+
+func (s *Server) pluginStatus() []host.Status {
+	if s.plugins == nil {
+		return nil
+	}
+	return s.plugins.Status()
+}
+
+// hostPolicies adapts the plugin host to the broker's PolicySource: the
+// host's plugin directory is the allow-list.
+type hostPolicies struct{ h *host.Host }
+
+func (p hostPolicies) Check(_ broker.PolicyKind, name string) error {
+	_, err := p.h.Resolve(name)
+	return err
+}
+
+func (p hostPolicies) Retention(name string) (plugins.RetentionPolicy, error) {
+	return p.h.Retention(name)
+}
+
+func (p hostPolicies) Compaction(name string) (plugins.CompactionPolicy, error) {
+	return p.h.Compaction(name)
 }

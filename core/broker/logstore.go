@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/brokkr/brokkr/core/codec"
 	"github.com/brokkr/brokkr/core/config"
@@ -17,7 +19,8 @@ import (
 
 // managerStore is the logStore over core/log's Manager.
 type managerStore struct {
-	m *plog.Manager
+	m        *plog.Manager
+	throttle *plog.Throttle // log.cleaner.io.max.bytes.per.second, shared; nil = unthrottled
 }
 
 func (b *Broker) openLogStore() (logStore, error) {
@@ -33,7 +36,7 @@ func (b *Broker) openLogStore() (logStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening log dirs: %w", err)
 	}
-	return &managerStore{m: m}, nil
+	return &managerStore{m: m, throttle: plog.NewThrottle(b.Config.LogCleanerIoMaxBytesPerSecond)}, nil
 }
 
 // logConfig maps a topic's effective config to core/log's.
@@ -58,7 +61,7 @@ func (s *managerStore) Open(topic string, partition int32, _ [16]byte, cfg confi
 	if err != nil {
 		return nil, err
 	}
-	return &logAdapter{l: l}, nil
+	return &logAdapter{l: l, throttle: s.throttle}, nil
 }
 
 func (s *managerStore) SetConfig(topic string, cfg config.TopicConfig) {
@@ -85,7 +88,10 @@ func (s *managerStore) DeleteTopic(topic string) error {
 func (s *managerStore) Close() error { return s.m.Close() }
 
 // logAdapter gives the handlers what they need of a core/log Log.
-type logAdapter struct{ l *plog.Log }
+type logAdapter struct {
+	l        *plog.Log
+	throttle *plog.Throttle // the cleaner's, shared by every log of the store
+}
 
 func (a *logAdapter) Append(batches []byte, leaderEpoch int32) (int64, int64, error) {
 	r, err := a.l.Append(batches, leaderEpoch)
@@ -215,4 +221,23 @@ func (a *logAdapter) Segments() []plugins.Segment {
 func (a *logAdapter) DeleteSegmentsBelow(offset int64) (int, error) {
 	gone, err := a.l.DeleteSegmentsBelow(offset)
 	return len(gone), err
+}
+
+// CleanState implements cleanableLog.
+func (a *logAdapter) CleanState(nowMs, minCompactionLagMs int64) cleanState {
+	st := a.l.CleanState(nowMs, minCompactionLagMs)
+	return cleanState{CleanBytes: st.CleanBytes, DirtyBytes: st.DirtyBytes, OldestDirtyMs: st.OldestDirtyTimestamp}
+}
+
+// Clean implements cleanableLog with core/log's crash-safe cleaner.
+func (a *logAdapter) Clean(ctx context.Context, req cleanRequest) (cleanResult, error) {
+	r, err := a.l.Clean(ctx, plog.CleanOptions{Policy: req.Policy, NowMs: req.NowMs, Config: req.Config, Throttle: a.throttle})
+	if errors.Is(err, plog.ErrCleanAborted) {
+		return cleanResult{}, fmt.Errorf("%w: %v", errCleanAborted, err)
+	}
+	if err != nil {
+		return cleanResult{}, err
+	}
+	return cleanResult{Summary: fmt.Sprintf("offsets %d..%d: kept %d records, removed %d; %d segments -> %d; read %d bytes, wrote %d; %s",
+		r.FirstDirty, r.CleanedTo, r.RecordsKept, r.RecordsRemoved, r.SegmentsBefore, r.SegmentsAfter, r.BytesRead, r.BytesWritten, r.Took.Round(time.Millisecond))}, nil
 }
