@@ -17,6 +17,7 @@ import (
 
 	"github.com/brokkr/brokkr/plugins"
 	"github.com/brokkr/brokkr/plugins/builtin"
+	"github.com/brokkr/brokkr/plugins/internal/pluginpb"
 	"github.com/brokkr/brokkr/plugins/policytest"
 )
 
@@ -198,4 +199,8 @@ func TestSameAnswersInProcessAndPlugin(t *testing.T) {
 	if got := rp.Info(); got.Name != "testplugin" || got.NeedsValues {
 		t.Fatalf("Info = %+v", got)
 	}
+}
+
+func recordsRoundTrip(recs []plugins.Record, values bool) []plugins.Record {
+	return pluginpb.RecordsFromPB(pluginpb.RecordsToPB(recs, values))
 }
