@@ -75,6 +75,7 @@ type Broker struct {
 	done       chan struct{} // closed when Close begins
 	closeOnce  sync.Once
 	readyIn    time.Duration
+	groups     *groupCoord // the group coordinator (groups.go)
 
 	pids  pidAllocator
 	stats Stats

@@ -46,6 +46,7 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	b.parts = map[tp]*partition{}
 	b.done = make(chan struct{})
+	b.groups = newGroupCoord(b)
 	started := time.Now()
 
 	logs, err := b.openLogStore()
@@ -121,6 +122,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	for b.controllerID(ctx) < 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The group coordinator finds or creates __consumer_offsets and loads
+	// its shards in the background; until then group requests get
+	// COORDINATOR_LOAD_IN_PROGRESS.
+	go b.groups.run(runCtx)
+	go b.groups.retentionLoop(runCtx)
 	b.readyIn = time.Since(started)
 	b.log.Info("broker ready", "node", b.Config.NodeID, "cluster", b.clusterID, "in", b.readyIn)
 	return nil
@@ -229,6 +235,9 @@ func (b *Broker) Close(ctx context.Context) error {
 			close(b.done)
 		}
 	})
+	if b.groups != nil {
+		b.groups.close()
+	}
 	if b.srv != nil {
 		if err := b.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("network shutdown: %w", err))

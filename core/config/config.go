@@ -74,6 +74,14 @@ type Config struct {
 	OffsetsTopicReplicationFactor int16 // offsets.topic.replication.factor
 	OffsetsRetentionMinutes       int64 // offsets.retention.minutes
 
+	// Consumer groups (core/group, the broker's coordinator).
+	OffsetsRetentionCheckIntervalMs int64 // offsets.retention.check.interval.ms
+	OffsetMetadataMaxBytes          int32 // offset.metadata.max.bytes
+	GroupInitialRebalanceDelayMs    int32 // group.initial.rebalance.delay.ms
+	GroupMinSessionTimeoutMs        int32 // group.min.session.timeout.ms
+	GroupMaxSessionTimeoutMs        int32 // group.max.session.timeout.ms
+	GroupMaxSize                    int32 // group.max.size
+
 	// Coordination: "etcd-embedded" (default), "etcd://h:p,...",
 	// "zk://h:p,.../chroot" or "gossip://seed:p,...". Setting
 	// zookeeper.connect alone selects ZooKeeper, as in a Kafka ZK-mode file.
@@ -141,6 +149,13 @@ func DefaultConfig() Config {
 		OffsetsTopicNumPartitions:     50,
 		OffsetsTopicReplicationFactor: 3,
 		OffsetsRetentionMinutes:       10080,
+
+		OffsetsRetentionCheckIntervalMs: 600000,
+		OffsetMetadataMaxBytes:          4096,
+		GroupInitialRebalanceDelayMs:    3000,
+		GroupMinSessionTimeoutMs:        6000,
+		GroupMaxSessionTimeoutMs:        1800000,
+		GroupMaxSize:                    math.MaxInt32,
 
 		Coordination:                 "etcd-embedded",
 		ZookeeperSessionTimeoutMs:    18000,
@@ -270,6 +285,12 @@ var keys = []key{
 	{name: "offsets.topic.num.partitions", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.OffsetsTopicNumPartitions }},
 	{name: "offsets.topic.replication.factor", kind: kInt, min: 1, max: math.MaxInt16, field: func(c *Config) any { return &c.OffsetsTopicReplicationFactor }},
 	{name: "offsets.retention.minutes", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.OffsetsRetentionMinutes }},
+	{name: "offsets.retention.check.interval.ms", kind: kLong, min: 1, max: maxInt64, field: func(c *Config) any { return &c.OffsetsRetentionCheckIntervalMs }},
+	{name: "offset.metadata.max.bytes", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.OffsetMetadataMaxBytes }},
+	{name: "group.initial.rebalance.delay.ms", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.GroupInitialRebalanceDelayMs }},
+	{name: "group.min.session.timeout.ms", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.GroupMinSessionTimeoutMs }},
+	{name: "group.max.session.timeout.ms", kind: kInt, min: 0, max: maxInt32, field: func(c *Config) any { return &c.GroupMaxSessionTimeoutMs }},
+	{name: "group.max.size", kind: kInt, min: 1, max: maxInt32, field: func(c *Config) any { return &c.GroupMaxSize }},
 
 	{name: "brokkr.coordination", kind: kString, field: func(c *Config) any { return &c.Coordination }, doc: "etcd-embedded | etcd://host:port,... | zk://host:port,.../chroot | gossip://seed:port,..."},
 	{name: "zookeeper.connect", kind: kString, field: func(c *Config) any { return &c.ZookeeperConnect }},
@@ -288,7 +309,7 @@ var ignored = []string{
 	"num.network.threads", "num.io.threads", "background.threads", "num.replica.fetchers",
 	"socket.send.buffer.bytes", "socket.receive.buffer.bytes", "num.recovery.threads.per.data.dir",
 	"transaction.state.log.replication.factor", "transaction.state.log.min.isr",
-	"transaction.state.log.num.partitions", "group.initial.rebalance.delay.ms",
+	"transaction.state.log.num.partitions",
 	"log.cleaner.dedupe.buffer.size",
 	"log.cleaner.io.buffer.size", "zookeeper.connection.timeout", "listener.security.protocol.map",
 	"inter.broker.listener.name", "security.inter.broker.protocol", "controlled.shutdown.enable",
@@ -504,6 +525,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Coordination != "etcd-embedded" && c.ZookeeperConnect != "" && !strings.HasPrefix(c.Coordination, "zk://") {
 		bad("zookeeper.connect", "is set but brokkr.coordination=%s selects another backend", c.Coordination)
+	}
+	if c.GroupMaxSessionTimeoutMs < c.GroupMinSessionTimeoutMs {
+		bad("group.max.session.timeout.ms", "%d is below group.min.session.timeout.ms=%d", c.GroupMaxSessionTimeoutMs, c.GroupMinSessionTimeoutMs)
 	}
 	return errors.Join(errs...)
 }
