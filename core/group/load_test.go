@@ -3,11 +3,15 @@ package group
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/brokkr/brokkr/core/codec"
 )
 
 // randomOffsetRecord encodes a commit in any key (0, 1) and value (0-4)
@@ -198,5 +202,44 @@ func TestLoaderCopiesBytes(t *testing.T) {
 	}
 	if lg, ok := got.Groups["grp"]; !ok || !reflect.DeepEqual(lg.Snapshot, *sampleSnapshot()) {
 		t.Errorf("group after the buffer was overwritten: %+v", lg)
+	}
+}
+
+// TestLoadFromLog writes a __consumer_offsets partition into a real log
+// on disk (uncompressed and compressed batches, as BenchmarkLoad does but
+// smaller), loads it back the coordinator's way, and compares every
+// offset and group with what was written last.
+func TestLoadFromLog(t *testing.T) {
+	for _, c := range []int{codec.None, codec.Zstd, codec.LZ4} {
+		t.Run(codec.Name(c), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "__consumer_offsets-7")
+			want, size := writeOffsetsLog(t, dir, offsetsLogSpec{Commits: 20_000, Groups: 200, Codec: c, Seed: uint64(c) + 1})
+			got, st := loadOffsetsLog(t, dir)
+			if st.Bad != 0 || st.Bytes != size || st.Records < 20_000 {
+				t.Fatalf("load read %+v; log is %d bytes", st, size)
+			}
+			if got.Offsets.Len() != want.Offsets.Len() || want.Offsets.Len() == 0 {
+				t.Fatalf("%d offsets loaded, want %d", got.Offsets.Len(), want.Offsets.Len())
+			}
+			if !slices.Equal(got.Offsets.Groups(), want.Offsets.Groups()) {
+				t.Fatalf("groups with offsets differ: %d vs %d", len(got.Offsets.Groups()), len(want.Offsets.Groups()))
+			}
+			for _, g := range want.Offsets.Groups() {
+				if !reflect.DeepEqual(got.Offsets.Group(g), want.Offsets.Group(g)) {
+					t.Fatalf("group %s offsets:\n got %v\nwant %v", g, got.Offsets.Group(g), want.Offsets.Group(g))
+				}
+			}
+			if len(got.Groups) != len(want.Groups) || len(want.Groups) == 0 {
+				t.Fatalf("%d groups loaded, want %d", len(got.Groups), len(want.Groups))
+			}
+			for g, w := range want.Groups {
+				if !reflect.DeepEqual(got.Groups[g], w) {
+					t.Fatalf("group %s:\n got %+v\nwant %+v", g, got.Groups[g], w)
+				}
+			}
+			if n := rawReadLog(t, dir); n != size {
+				t.Errorf("raw read %d bytes, log is %d", n, size)
+			}
+		})
 	}
 }

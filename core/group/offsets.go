@@ -11,6 +11,12 @@ import (
 type Offsets struct {
 	groups map[string]map[string]map[int32]Offset
 	n      int
+	// The loader's last group and topic: a batch holds one group's
+	// commits, mostly of one topic. Cleared by every delete.
+	lastGroup  string
+	lastTopics map[string]map[int32]Offset
+	lastTopic  string
+	lastParts  map[int32]Offset
 }
 
 // NewOffsets returns an empty set.
@@ -37,29 +43,39 @@ func (o *Offsets) commitIn(topics map[string]map[int32]Offset, topic string, p i
 		parts = make(map[int32]Offset, 4)
 		topics[topic] = parts
 	}
-	if _, ok := parts[p]; !ok {
-		o.n++
-	}
+	n := len(parts)
 	parts[p] = v
+	o.n += len(parts) - n
 }
 
 // commitBytes is Commit for a key still in record bytes: the strings are
 // allocated only for a group or topic not seen before (the loader's path).
 func (o *Offsets) commitBytes(group, topic []byte, p int32, v Offset) {
-	topics := o.groups[string(group)]
-	if topics == nil {
-		topics = make(map[string]map[int32]Offset, 2)
-		o.groups[string(group)] = topics
+	if o.lastTopics == nil || string(group) != o.lastGroup {
+		topics := o.groups[string(group)]
+		if topics == nil {
+			topics = make(map[string]map[int32]Offset, 2)
+			o.groups[string(group)] = topics
+		}
+		o.lastGroup, o.lastTopics, o.lastParts = string(group), topics, nil
 	}
-	parts := topics[string(topic)]
-	if parts == nil {
-		parts = make(map[int32]Offset, 4)
-		topics[string(topic)] = parts
+	if o.lastParts == nil || string(topic) != o.lastTopic {
+		parts := o.lastTopics[string(topic)]
+		if parts == nil {
+			parts = make(map[int32]Offset, 4)
+			o.lastTopics[string(topic)] = parts
+		}
+		o.lastTopic, o.lastParts = string(topic), parts
 	}
-	if _, ok := parts[p]; !ok {
-		o.n++
-	}
+	parts := o.lastParts
+	n := len(parts)
 	parts[p] = v
+	o.n += len(parts) - n
+}
+
+// forget drops the loader's cached maps (they may be removed).
+func (o *Offsets) forget() {
+	o.lastGroup, o.lastTopics, o.lastTopic, o.lastParts = "", nil, "", nil
 }
 
 // Get returns the offset committed under k.
@@ -105,6 +121,7 @@ func (o *Offsets) Delete(k OffsetKey) bool {
 	}
 	delete(parts, k.Partition)
 	o.n--
+	o.forget()
 	if len(parts) == 0 {
 		delete(topics, k.Topic)
 		if len(topics) == 0 {
@@ -136,6 +153,7 @@ func (o *Offsets) DeleteGroup(group string) []OffsetKey {
 		}
 	}
 	o.n -= len(keys)
+	o.forget()
 	delete(o.groups, group)
 	slices.SortFunc(keys, compareKeys)
 	return keys
