@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -262,4 +263,51 @@ func TestGroupCommands(t *testing.T) {
 
 	// unknown verb
 	mustFail(t, []string{`unknown command "describ" for "brokkr group" (did you mean describe?)`}, "", "group", "describ", "--brokers", b)
+}
+
+// TestGroupSeekHelpers checks the pure parts of seek and list: the --topic
+// syntax, the clamp to [log start, log end] and --state names.
+func TestGroupSeekHelpers(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		topic string
+		parts string
+		err   string
+	}{
+		{"orders", "orders", "[]", ""},
+		{"orders:0,2", "orders", "[0 2]", ""},
+		{"orders:2,2,1", "orders", "[2 1]", ""},
+		{"a.b-c_d:7", "a.b-c_d", "[7]", ""},
+		{":1", "", "", "empty topic name"},
+		{"orders:", "", "", `"" is not a partition number`},
+		{"orders:-1", "", "", `"-1" is not a partition number`},
+		{"orders:1,x", "", "", `"x" is not a partition number`},
+		{"orders:99999999999", "", "", "is not a partition number"},
+	} {
+		topic, ps, err := parseTopicSpec(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("parseTopicSpec(%q): error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || topic != c.topic || (c.parts == "[]" && ps != nil) || (c.parts != "[]" && fmt.Sprint(ps) != c.parts) {
+			t.Errorf("parseTopicSpec(%q) = %q %v %v, want %q %s", c.in, topic, ps, err, c.topic, c.parts)
+		}
+	}
+	for _, c := range []struct{ want, start, end, got int64 }{
+		{5, 0, 10, 5}, {0, 3, 10, 3}, {11, 0, 10, 10}, {10, 0, 10, 10}, {3, 3, 3, 3}, {0, 0, 0, 0},
+	} {
+		if g := clampOffset(c.want, c.start, c.end); g != c.got {
+			t.Errorf("clampOffset(%d, %d, %d) = %d, want %d", c.want, c.start, c.end, g, c.got)
+		}
+	}
+	for in, want := range map[string]string{"empty": "Empty", "STABLE": "Stable", "preparingrebalance": "PreparingRebalance", "Dead": "Dead"} {
+		if got, err := canonicalState(in); err != nil || got != want {
+			t.Errorf("canonicalState(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := canonicalState("Rebalancing"); err == nil {
+		t.Error("canonicalState accepted an unknown state")
+	}
 }
