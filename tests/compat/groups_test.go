@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,6 +120,36 @@ func (l *ledger) readsBy(who string, from, to int) int {
 		}
 	}
 	return n
+}
+
+// uncommitted counts who's reads at or past its highest confirmed commit.
+func (l *ledger) uncommitted(who string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, rs := range l.reads {
+		for _, r := range rs {
+			if r.who == who && r.off >= l.lastCommit(who, r.p, l.seq+1) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// firstOffset is the lowest offset of p that any of whos read, -1 if none.
+func (l *ledger) firstOffset(p int32, whos ...string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := int64(-1)
+	for _, rs := range l.reads {
+		for _, r := range rs {
+			if r.p == p && slices.Contains(whos, r.who) && (first < 0 || r.off < first) {
+				first = r.off
+			}
+		}
+	}
+	return first
 }
 
 // lastCommit is who's highest confirmed commit on p before seq.
@@ -485,12 +516,13 @@ func (s *saramaMember) partitions() []int32 {
 
 // pythonMember is testdata/group_member.py run by /usr/bin/python3.
 type pythonMember struct {
-	cmd    *exec.Cmd
-	done   chan struct{} // stdout fully read
-	mu     sync.Mutex
-	parts  []int32
-	errs   []string
-	stderr strings.Builder
+	cmd     *exec.Cmd
+	done    chan struct{} // stdout fully read
+	mu      sync.Mutex
+	parts   []int32
+	errs    []string
+	pending map[int32]int64 // "committing" without its "commit" yet
+	stderr  strings.Builder
 }
 
 func startPython(t *testing.T, l *ledger, addr, group, topic, assignor string) *pythonMember {
@@ -499,8 +531,8 @@ func startPython(t *testing.T, l *ledger, addr, group, topic, assignor string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	pm := &pythonMember{done: make(chan struct{})}
-	pm.cmd = exec.Command("/usr/bin/python3", script, addr, topic, group, assignor, "120")
+	pm := &pythonMember{done: make(chan struct{}), pending: map[int32]int64{}}
+	pm.cmd = exec.Command("/usr/bin/python3", script, addr, topic, group, assignor, "120", "0.2")
 	pm.cmd.Stderr = &lockedWriter{mu: &pm.mu, b: &pm.stderr}
 	out, err := pm.cmd.StdoutPipe()
 	if err != nil {
@@ -527,12 +559,21 @@ func startPython(t *testing.T, l *ledger, addr, group, topic, assignor string) *
 				p, _ := strconv.Atoi(f[1])
 				o, _ := strconv.ParseInt(f[2], 10, 64)
 				l.read("python", int32(p), o, f[3])
-			case "commit":
+			case "committing", "commit":
+				pm.mu.Lock()
+				clear(pm.pending)
+				pm.mu.Unlock()
 				for _, po := range strings.Split(f[1], ",") {
 					ps, os, _ := strings.Cut(po, ":")
 					p, _ := strconv.Atoi(ps)
 					o, _ := strconv.ParseInt(os, 10, 64)
-					l.commit("python", int32(p), o)
+					if f[0] == "commit" {
+						l.commit("python", int32(p), o)
+					} else {
+						pm.mu.Lock()
+						pm.pending[int32(p)] = o
+						pm.mu.Unlock()
+					}
 				}
 			case "assigned":
 				var ps []int32
@@ -551,6 +592,7 @@ func startPython(t *testing.T, l *ledger, addr, group, topic, assignor string) *
 				pm.mu.Unlock()
 			case "error":
 				pm.mu.Lock()
+				clear(pm.pending)
 				pm.errs = append(pm.errs, sc.Text())
 				pm.mu.Unlock()
 			}
@@ -563,6 +605,17 @@ func (pm *pythonMember) partitions() []int32 {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	return append([]int32(nil), pm.parts...)
+}
+
+// inDoubt is the commit python had sent when it died, with no answer yet.
+func (pm *pythonMember) inDoubt() map[int32]int64 {
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	m := map[int32]int64{}
+	for p, o := range pm.pending {
+		m[p] = o
+	}
+	return m
 }
 
 func (pm *pythonMember) errors() []string {
@@ -648,7 +701,12 @@ func TestGroupThreeClients(t *testing.T) {
 		defer close(producing)
 		produceRange(t, prod, topic, parts, n1, n1+n2, 60, 50*time.Millisecond)
 	}()
-	poll(t, 30*time.Second, "python to read part of the second batch", func() bool { return l.readsBy("python", n1, n1+n2) >= 100 })
+	// Kill it while it holds records it has not committed (it waits
+	// 0.2 s between a batch and its commit), so the survivors must
+	// re-read exactly those.
+	poll(t, 30*time.Second, "python to read part of the second batch and hold uncommitted records", func() bool {
+		return l.readsBy("python", n1, n1+n2) >= 100 && l.uncommitted("python") > 0
+	})
 	if err := py.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -674,6 +732,20 @@ func TestGroupThreeClients(t *testing.T) {
 		total, dups, l.readsBy("franz", n1+n2, total)+l.readsBy("sarama", n1+n2, total))
 	if got := l.readsBy("python", n1+n2, total); got != 0 {
 		t.Fatalf("the killed member read %d records produced after its death", got)
+	}
+	// The survivors resume python's partitions exactly at its last
+	// commit: the one it saw confirmed, or the one in flight when it died.
+	doubt := py.inDoubt()
+	for _, p := range pyParts {
+		l.mu.Lock()
+		c := l.lastCommit("python", p, l.seq+1)
+		l.mu.Unlock()
+		first := l.firstOffset(p, "franz", "sarama")
+		d, inFlight := doubt[p]
+		if first != c && (!inFlight || first != d) {
+			t.Fatalf("partition %d: the survivors started at offset %d; python's last confirmed commit was %d (in flight: %v %d)", p, first, c, inFlight, d)
+		}
+		t.Logf("partition %d: python committed %d (in flight at the kill: %v %d), the survivors resumed at %d", p, c, inFlight, d, first)
 	}
 
 	// Committed offsets survive a restart: stop the members (they have

@@ -2,12 +2,15 @@
 # tests/compat/groups_test.go. It never exits by itself before its deadline:
 # the test kills it with SIGKILL.
 #
-# Usage: group_member.py BOOTSTRAP TOPIC GROUP ASSIGNOR DEADLINE_S
+# Usage: group_member.py BOOTSTRAP TOPIC GROUP ASSIGNOR DEADLINE_S COMMIT_DELAY_S
 #
 # Every line it prints is flushed at once:
 #   assigned P,P,...      after a (re)assignment
 #   revoked P,P,...       before partitions are taken away
 #   rec P OFFSET VALUE    each record consumed, before its offset is committed
+#   committing P:O,P:O    just before a synchronous commit (COMMIT_DELAY_S
+#                         after the batch's records, so a kill often lands
+#                         between a batch and its commit)
 #   commit P:O,P:O        after a synchronous commit the broker confirmed
 #   error TEXT            a consume or commit error (the test fails on it)
 import sys
@@ -15,7 +18,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-addr, topic, group, assignor, deadline = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+addr, topic, group, assignor = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+deadline, commit_delay = float(sys.argv[5]), float(sys.argv[6])
 
 
 def say(line):
@@ -55,6 +59,8 @@ while time.time() < end:
         last[m.partition()] = m.offset() + 1
     if not last:
         continue
+    time.sleep(commit_delay)
+    say("committing " + ",".join("%d:%d" % (p, o) for p, o in sorted(last.items())))
     try:
         done = c.commit(offsets=[TopicPartition(topic, p, o) for p, o in sorted(last.items())], asynchronous=False)
     except KafkaException as e:
