@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/brokkr/brokkr/core/broker"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -256,6 +257,9 @@ type describedPartition struct {
 	StartOffset     int64   `json:"start_offset"`
 	EndOffset       int64   `json:"end_offset"`
 	Error           string  `json:"error,omitempty"`
+	// Status is the partition's retention and cleaner state (policy,
+	// faults, dirty bytes, last cleaning) from its broker.
+	Status *broker.PartitionStatus `json:"status,omitempty"`
 }
 
 // describedConfig is one config entry in `topic describe -c --json`.
@@ -273,6 +277,9 @@ type describedTopic struct {
 	Internal   bool                 `json:"internal"`
 	Partitions []describedPartition `json:"partitions"`
 	Configs    []describedConfig    `json:"configs,omitempty"`
+	// Policy names the topic's cleanup.policy and retention and compaction
+	// policies; absent when the brokers do not report policy status.
+	Policy *broker.TopicPolicyStatus `json:"policy,omitempty"`
 }
 
 func newTopicDescribeCmd(o *clientOpts) *cobra.Command {
@@ -288,7 +295,7 @@ func newTopicDescribeCmd(o *clientOpts) *cobra.Command {
 			if err := uniqueNames("topic", topics); err != nil {
 				return err
 			}
-			adm, done, err := o.admin(cmd.Context())
+			adm, cl, done, err := o.adminClient(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -331,6 +338,10 @@ func newTopicDescribeCmd(o *clientOpts) *cobra.Command {
 				for _, t := range found {
 					td := md.Topics[t]
 					dt := describedTopic{Name: t, ID: topicIDString(td.ID), Internal: td.IsInternal, Partitions: []describedPartition{}}
+					// Policy status is best effort: a broker without it
+					// (or down) leaves the fields out.
+					ts, _ := fetchTopicStatus(ctx, cl, brokerIDs(md), t)
+					dt.Policy = ts.Policy
 					for _, p := range td.Partitions.Sorted() {
 						dp := describedPartition{
 							Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch,
@@ -357,6 +368,9 @@ func newTopicDescribeCmd(o *clientOpts) *cobra.Command {
 						}
 						if len(errs) > 0 {
 							dp.Error = fmt.Sprint(errs)
+						}
+						if st, ok := ts.Partitions[p.Partition]; ok {
+							dp.Status = &st
 						}
 						dt.Partitions = append(dt.Partitions, dp)
 					}
@@ -438,6 +452,9 @@ func printDescribed(cmd *cobra.Command, ts []describedTopic, withConfigs bool) e
 			row(tw, cols...)
 		}
 		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if err := printPolicyStatus(w, t); err != nil {
 			return err
 		}
 		if withConfigs && t.Configs != nil {

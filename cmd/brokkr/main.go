@@ -40,6 +40,10 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newLogCmd())
 	root.AddCommand(newBenchCmd())
 	addAdminCommands(root)
+	ro := &clientOpts{}
+	retention := newRetentionCmd(ro)
+	addClientFlags(retention, ro)
+	root.AddCommand(retention)
 	groupOpts := &clientOpts{}
 	groupCmd := newGroupCmd(groupOpts)
 	addClientFlags(groupCmd, groupOpts)
