@@ -331,6 +331,9 @@ func BenchmarkLoad(b *testing.B) {
 			}
 			b.ReportMetric(float64(st.Records), "records")
 			b.ReportMetric(float64(st.Batches), "batches")
+			b.ReportMetric(float64(got.Offsets.Len()), "offsets")
+			b.ReportMetric(float64(len(got.Groups)), "groups")
+			b.ReportMetric(float64(size)/1e6, "log-MB")
 		}
 		b.ReportMetric(float64(cpuTime()-cpu)/1e6/float64(b.N), "cpu-ms/op")
 	})
