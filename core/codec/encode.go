@@ -196,7 +196,13 @@ func Compress(codec int, raw []byte) ([]byte, error) {
 
 var (
 	gzipPool = sync.Pool{New: func() any { w, _ := gzip.NewWriterLevel(nil, gzip.DefaultCompression); return w }}
-	lz4Pool  = sync.Pool{New: func() any { return lz4.NewWriter(nil) }}
+	lz4Pool  = sync.Pool{New: func() any {
+		w := lz4.NewWriter(nil)
+		// Kafka's Java producer writes 64 KiB blocks; a reader sizes its
+		// buffer by the block size the frame names.
+		_ = w.Apply(lz4.BlockSizeOption(lz4.Block64Kb))
+		return w
+	}}
 
 	zstdOnce sync.Once
 	zstdEnc  *zstd.Encoder
@@ -252,7 +258,7 @@ func compressAppend(dst []byte, codec int, raw []byte) ([]byte, error) {
 		return w.b, nil
 	case Zstd:
 		zstdOnce.Do(func() {
-			zstdEnc, zstdErr = zstd.NewWriter(nil)
+			zstdEnc, zstdErr = zstd.NewWriter(nil, zstd.WithZeroFrames(true))
 		})
 		if zstdErr != nil {
 			return nil, fmt.Errorf("zstd: %w", zstdErr)

@@ -269,3 +269,17 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestLZ4BlockSize: frames name 64 KiB blocks (as Kafka's Java producer
+// writes), also from a pooled writer.
+func TestLZ4BlockSize(t *testing.T) {
+	for range 3 {
+		out, err := Compress(LZ4, bytes.Repeat([]byte("abc"), 100000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) < 6 || out[5]>>4&7 != 4 {
+			t.Fatalf("frame descriptor BD byte %#x, want block max size 4 (64 KiB)", out[5])
+		}
+	}
+}
