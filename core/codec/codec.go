@@ -2,7 +2,9 @@
 // Java's xerial framing, lz4 frames, zstd) with a cap on the output, so a
 // small compressed batch cannot make the broker allocate gigabytes. It is
 // used to validate records and by tools, never on the fetch path: batches
-// are stored and served as they came.
+// are stored and served as they came. EncodeBatch and Compress (encode.go)
+// write batches: the group coordinator's records and the log cleaner's
+// rewritten batches.
 package codec
 
 import (
