@@ -328,9 +328,12 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 		return res, err
 	}
 	defer c.close()
-	// Phase 1: the dirty section.
+	// Phase 1: the dirty section (every cleanable segment for a policy
+	// that asks for it: plugins.FullScanner).
+	fs, _ := o.Policy.(plugins.FullScanner)
+	full := fs != nil && fs.FullScan()
 	for i := range srcs {
-		if srcs[i].base < cleanedTo {
+		if srcs[i].base < cleanedTo && !full {
 			continue
 		}
 		if err := c.scanSegment(&srcs[i]); err != nil {
@@ -342,6 +345,9 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 	}
 	// Phase 2: rewrite every cleanable segment, group by group.
 	staging := filepath.Join(l.dir, cleanerStagingDir)
+	if _, err := l.fs.Stat(l.dir); err != nil { // deleted meanwhile: do not make it again
+		return res, fmt.Errorf("%w: %w", ErrCleanAborted, err)
+	}
 	if err := l.fs.MkdirAll(staging, 0o755); err != nil {
 		return res, fmt.Errorf("%w: mkdir %s: %w", ErrStorage, staging, err)
 	}
@@ -376,6 +382,15 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 	changed := l.closed || len(l.segs) <= len(srcs) || l.segs[len(srcs)].Base() != end
 	for i := 0; !changed && i < len(srcs); i++ {
 		changed = l.segs[i] != srcs[i].s || l.segs[i].NextOffset() != srcs[i].next
+	}
+	if l.closed {
+		// Closed, maybe deleted: if the partition dir was renamed away while
+		// we staged, our MkdirAll made an empty one again; take it back
+		// (Remove fails on a dir that still holds the log).
+		l.discardStaged(newBases)
+		l.fs.Remove(l.dir)
+		res.Took = time.Since(t0)
+		return res, ErrClosed
 	}
 	if changed {
 		return fail(ErrCleanAborted)

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -630,7 +629,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 2500; i++ {
+	for i := 0; i < 1500; i++ {
 		cdc, recs := randomBatch(rng, 40, time.Now().UnixMilli(), 10)
 		got := appendRecords(t, l, cdc, recs)
 		mu.Lock()
@@ -641,7 +640,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		}
 		mu.Unlock()
 		l.SetHighWatermark(l.LogEndOffset() - int64(rng.IntN(3)))
-		if i%500 == 499 {
+		if i%400 == 399 {
 			segs := l.Segments()
 			if _, err := l.DeleteSegmentsBelow(segs[1].Base); err != nil {
 				t.Fatal(err)
@@ -775,6 +774,3 @@ func TestCleanState(t *testing.T) {
 		t.Fatalf("after a clean: %+v", st)
 	}
 }
-
-// sortRecs sorts by offset (for maps).
-func sortRecs(r []mrec) { sort.Slice(r, func(i, j int) bool { return r[i].Off < r[j].Off }) }
