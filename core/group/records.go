@@ -33,7 +33,9 @@ import (
 
 // Partition is the __consumer_offsets partition of a group among n, as
 // Kafka: Utils.abs(groupId.hashCode()) % n, with Java's String.hashCode
-// over UTF-16 code units and Utils.abs mapping MinInt32 to 0.
+// over UTF-16 code units and Utils.abs mapping MinInt32 to 0. A group id
+// that is not valid UTF-8 hashes Go's decoding (U+FFFD per bad byte),
+// which can differ from Java's (one U+FFFD for some bad sequences).
 func Partition(groupID string, n int) int32 {
 	if n <= 0 {
 		return 0

@@ -10,8 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestPartition: values computed with Java's algorithm (String.hashCode
-// over UTF-16 code units, Utils.abs), independently of this code.
+// TestPartition: every value was computed by Java (OpenJDK 17:
+// new String(bytes, UTF_8).hashCode(), then Kafka's Utils.abs and % n),
+// independently of this code.
 func TestPartition(t *testing.T) {
 	for _, c := range []struct {
 		group string
