@@ -49,7 +49,8 @@ type Broker struct {
 	// keeps everything.
 	RetentionPolicy plugins.RetentionPolicy
 	// CompactionPolicy is the built-in compaction for cleanup.policy=compact
-	// topics (plugins/builtin's keep-latest-per-key when nil).
+	// topics (plugins/builtin's keep-latest-per-key, set by the brokkr
+	// package); nil: only topics naming a compaction plugin are cleaned.
 	CompactionPolicy plugins.CompactionPolicy
 	// Policies resolves the plugin policies topic configs name
 	// (brokkr.retention.plugin, brokkr.compaction.plugin); it is the

@@ -27,6 +27,7 @@ import (
 	"math"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/brokkr/brokkr/core/config"
@@ -152,6 +153,9 @@ func (b *Broker) cleanOnce(ctx context.Context, now time.Time) bool {
 		if !cleanupPolicy(cfg).Compact {
 			continue
 		}
+		if b.CompactionPolicy == nil && strings.TrimSpace(cfg[config.CompactionPluginKey]) == "" {
+			continue // no built-in compaction on this broker
+		}
 		minLag := configInt64(cfg, "min.compaction.lag.ms", 0)
 		maxLag := configInt64(cfg, "max.compaction.lag.ms", math.MaxInt64)
 		minRatio, err := strconv.ParseFloat(cfg["min.cleanable.dirty.ratio"], 64)
@@ -219,6 +223,9 @@ func (b *Broker) cleanerStatus(k tp, policy string) *CleanerStatus {
 func (b *Broker) cleanPartition(ctx context.Context, c *cleanCandidate, now time.Time) {
 	p := c.p
 	policy, name, err := b.compactionPolicyFor(c.cfg)
+	if err == nil && policy == nil {
+		err = errors.New("no compaction policy on this broker")
+	}
 	var res cleanResult
 	if err == nil {
 		res, err = b.cleanRecovered(ctx, p.log.(cleanableLog), cleanRequest{Policy: policy, NowMs: now.UnixMilli(), Config: c.cfg})

@@ -34,7 +34,6 @@ import (
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/controller"
 	"github.com/brokkr/brokkr/plugins"
-	"github.com/brokkr/brokkr/plugins/builtin"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -121,12 +120,28 @@ func checkPluginName(name string) error {
 	return nil
 }
 
-// cleanupPolicy parses the effective cleanup.policy (delete when broken:
-// config validation keeps broken values out).
-func cleanupPolicy(cfg map[string]string) builtin.CleanupPolicy {
-	cp, err := builtin.ParseCleanupPolicy(cfg["cleanup.policy"])
-	if err != nil {
-		return builtin.CleanupPolicy{Delete: true}
+// cleanupPolicyFlags says which of retention and compaction a topic's
+// cleanup.policy runs.
+type cleanupPolicyFlags struct{ Delete, Compact bool }
+
+// cleanupPolicy parses the effective cleanup.policy as Kafka does (a list
+// of delete and compact; empty or broken means delete: config validation
+// keeps broken values out).
+func cleanupPolicy(cfg map[string]string) cleanupPolicyFlags {
+	var cp cleanupPolicyFlags
+	for _, f := range strings.Split(cfg["cleanup.policy"], ",") {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "delete":
+			cp.Delete = true
+		case "compact":
+			cp.Compact = true
+		case "":
+		default:
+			return cleanupPolicyFlags{Delete: true}
+		}
+	}
+	if !cp.Delete && !cp.Compact {
+		cp.Delete = true
 	}
 	return cp
 }
@@ -158,16 +173,16 @@ func (b *Broker) retentionPolicyFor(cfg map[string]string) (plugins.RetentionPol
 	return p, name, nil
 }
 
-// compactionPolicyFor resolves a topic's compaction policy (the built-in
-// keep-latest-per-key unless brokkr.compaction.plugin names a plugin).
+// compactionPolicyFor resolves a topic's compaction policy (the Broker's
+// built-in one unless brokkr.compaction.plugin names a plugin). Nil policy
+// with nil error: no compaction (the Broker has no built-in one).
 func (b *Broker) compactionPolicyFor(cfg map[string]string) (plugins.CompactionPolicy, string, error) {
 	name := strings.TrimSpace(cfg[config.CompactionPluginKey])
 	if name == "" {
-		p := b.CompactionPolicy
-		if p == nil {
-			p = defaultCompaction
+		if b.CompactionPolicy == nil {
+			return nil, "none", nil
 		}
-		return p, p.Info().Name, nil
+		return b.CompactionPolicy, b.CompactionPolicy.Info().Name, nil
 	}
 	if err := checkPluginName(name); err != nil {
 		return nil, name, err
@@ -184,8 +199,6 @@ func (b *Broker) compactionPolicyFor(cfg map[string]string) (plugins.CompactionP
 	}
 	return p, name, nil
 }
-
-var defaultCompaction plugins.CompactionPolicy = builtin.NewCompaction()
 
 // effectiveConfig is a partition's effective topic config by Kafka name,
 // brokkr.* plugin settings included, as policies see it.
@@ -418,7 +431,7 @@ func (b *Broker) retentionDefaultName() string {
 
 func (b *Broker) compactionDefaultName() string {
 	if b.CompactionPolicy == nil {
-		return defaultCompaction.Info().Name
+		return "none"
 	}
 	return b.CompactionPolicy.Info().Name
 }

@@ -264,7 +264,7 @@ func cleanerBroker(t *testing.T, logs map[string]*fakeCleanLog, overrides map[st
 	t.Helper()
 	cfg := config.DefaultConfig()
 	cfg.LogCleanerBackoffMs = 20
-	b := &Broker{Config: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[tp]*partition{}}
+	b := &Broker{Config: cfg, CompactionPolicy: builtin.NewCompaction(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[tp]*partition{}}
 	for name, l := range logs {
 		b.parts[tp{name, 0}] = &partition{topic: name, log: l, overrides: overrides}
 	}
