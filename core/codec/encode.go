@@ -71,7 +71,8 @@ func EncodeBatch(h BatchHeader, recs []Record) ([]byte, error) {
 		}
 		prev = r.OffsetDelta
 		maxDelta = max(maxDelta, r.TimestampDelta)
-		size += recordSizeBound(r)
+		n := bodyLen(r)
+		size += varintLen(int64(n)) + n
 	}
 	last := h.LastOffsetDelta
 	if last == -1 {
@@ -90,13 +91,16 @@ func EncodeBatch(h BatchHeader, recs []Record) ([]byte, error) {
 		for i := range recs {
 			b = appendRecord(b, &recs[i])
 		}
+		if len(b) != segment.HeaderSize+size {
+			return nil, fmt.Errorf("encode batch: records took %d bytes, computed %d", len(b)-segment.HeaderSize, size)
+		}
 	} else {
 		bp := rawPool.Get().(*[]byte)
 		raw := (*bp)[:0]
 		for i := range recs {
 			raw = appendRecord(raw, &recs[i])
 		}
-		b = make([]byte, segment.HeaderSize, segment.HeaderSize+len(raw)/2+64)
+		b = make([]byte, segment.HeaderSize, segment.HeaderSize+size/2+64)
 		var err error
 		b, err = compressAppend(b, c, raw)
 		if cap(raw) <= 4<<20 {
@@ -129,15 +133,7 @@ func EncodeBatch(h BatchHeader, recs []Record) ([]byte, error) {
 
 var rawPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// recordSizeBound is an upper bound of a record's encoded size.
-func recordSizeBound(r *Record) int {
-	n := 1 + 3*binary.MaxVarintLen64 + len(r.Key) + len(r.Value) + binary.MaxVarintLen64
-	for _, h := range r.Headers {
-		n += 2*binary.MaxVarintLen32 + len(h.Key) + len(h.Value)
-	}
-	return n + binary.MaxVarintLen32 // the length prefix
-}
-
+// bodyLen is the encoded size of a record after its length prefix.
 func bodyLen(r *Record) int {
 	n := 1 + varintLen(r.TimestampDelta) + varintLen(int64(r.OffsetDelta)) +
 		bytesLen(r.Key) + bytesLen(r.Value) + varintLen(int64(len(r.Headers)))
