@@ -124,6 +124,19 @@ type CompactionPass interface {
 	Close() error
 }
 
+// FullScanner is an optional interface of a CompactionPolicy, found by type
+// assertion. By default a cleaning shows Scan only the dirty section (the
+// records written since the partition was last cleaned), as Kafka's cleaner
+// builds its offset map, while Survivors sees every cleanable record. A
+// policy whose FullScan reports true is shown every cleanable record in
+// Scan too, at the price of reading the already-cleaned section twice: a
+// policy whose answer for an old record depends on how many records of its
+// key follow it (keep the latest N per key) needs that. The plugin host's
+// policies report true, since the broker cannot know what a plugin needs.
+type FullScanner interface {
+	FullScan() bool
+}
+
 // ErrInvalidInput reports a RetentionInput the host should never build.
 var ErrInvalidInput = errors.New("plugins: invalid retention input")
 

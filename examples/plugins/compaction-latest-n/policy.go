@@ -9,12 +9,20 @@
 // min.compaction.lag.ms is always kept, and a record without a key is kept.
 // With N=1 the answers equal the built-in policy's (Kafka's behaviour).
 //
-// A pass is two-phase, as the host drives it: Scan sees every batch and
-// counts records per key; Survivors sees the same batches again, in the same
-// order, and keeps a record when fewer than N records of its key follow it.
-// Per key the pass stores a 128-bit hash of the key and three integers, never
-// the key's bytes or any value, so its memory is about 60 bytes per distinct key
-// whatever N is.
+// A pass is two-phase, as the host drives it: Scan sees records in offset
+// order and counts them per key; Survivors then sees records in offset
+// order again (batched as the host likes) and keeps a scanned record when
+// fewer than N records of its key follow it. Per key the pass stores a
+// 128-bit hash of the key and three integers, never the key's bytes or any
+// value, so its memory is about 60 bytes per distinct key whatever N is.
+//
+// Exact "latest N" needs Scan to see every record Survivors sees. Kafka's
+// cleaner scans only the dirty section (records since the last cleaning);
+// the policy asks for a full scan (FullScan, plugins.FullScanner), which
+// Brokkr's cleaner grants every plugin policy. Shown a record below the
+// scanned section anyway, the policy drops it only when that is certain
+// (N newer records of its key, a later tombstone, or an expired tombstone)
+// and keeps it otherwise: never more deleted than latest-N would delete.
 //
 // Settings (topic configs, see README.md):
 //
@@ -59,6 +67,10 @@ type Policy struct{}
 // Info implements plugins.CompactionPolicy. The policy decides on keys,
 // timestamps and the tombstone flag, so the host ships no values.
 func (Policy) Info() plugins.Info { return plugins.Info{Name: Name} }
+
+// FullScan implements plugins.FullScanner: exact latest-N needs Scan to see
+// every record Survivors will see, not only the dirty section.
+func (Policy) FullScan() bool { return true }
 
 // Settings are a pass's parsed configuration.
 type Settings struct {
@@ -124,17 +136,6 @@ type keyState struct {
 	seen  int64 // records of the key seen so far by Survivors
 }
 
-// batchMark identifies a batch, so Survivors can check it is shown the
-// batches Scan saw, in the same order (its counting depends on that).
-type batchMark struct{ n, first, last int64 }
-
-func mark(batch []plugins.Record) batchMark {
-	if len(batch) == 0 {
-		return batchMark{}
-	}
-	return batchMark{int64(len(batch)), batch[0].Offset, batch[len(batch)-1].Offset}
-}
-
 type pass struct {
 	s     Settings
 	now   int64
@@ -142,17 +143,18 @@ type pass struct {
 	index map[keyHash]int // key hash -> its state in keys
 	keys  []keyState
 
-	scanned    []batchMark
-	survived   int   // batches answered by Survivors so far
-	lastOffset int64 // last offset seen, to check offset order
-	started    bool
-	surviving  bool // Survivors has been called: Scan is over
-	closed     bool
+	scanned       bool  // Scan saw at least one record
+	firstScanned  int64 // lowest offset Scan saw
+	lastScanned   int64 // highest offset Scan saw
+	survivorsSeen bool  // Survivors saw at least one record
+	lastSurvivor  int64 // highest offset Survivors saw
+	surviving     bool  // Survivors has been called: Scan is over
+	closed        bool
 }
 
 // errOrder reports a pass driven against the contract; the host then keeps
-// the whole batch (and, for a failed pass, everything).
-var errOrder = errors.New(Name + ": batches out of order")
+// everything.
+var errOrder = errors.New(Name + ": records out of order")
 
 func (p *pass) hash(key []byte) keyHash {
 	return keyHash{maphash.Bytes(p.seeds[0], key), maphash.Bytes(p.seeds[1], key)}
@@ -166,7 +168,8 @@ func (p *pass) check(ctx context.Context, what string) error {
 }
 
 // Scan implements plugins.CompactionPass: it counts records per key and
-// remembers the latest tombstone per key.
+// remembers the latest tombstone per key. Records must come in ascending
+// offset order across all Scan calls; batch boundaries do not matter.
 func (p *pass) Scan(ctx context.Context, batch []plugins.Record) error {
 	if err := p.check(ctx, "Scan"); err != nil {
 		return err
@@ -175,10 +178,13 @@ func (p *pass) Scan(ctx context.Context, batch []plugins.Record) error {
 		return fmt.Errorf("%w: Scan after Survivors", errOrder)
 	}
 	for _, r := range batch {
-		if p.started && r.Offset <= p.lastOffset {
-			return fmt.Errorf("%w: offset %d after %d", errOrder, r.Offset, p.lastOffset)
+		if p.scanned && r.Offset <= p.lastScanned {
+			return fmt.Errorf("%w: Scan offset %d after %d", errOrder, r.Offset, p.lastScanned)
 		}
-		p.started, p.lastOffset = true, r.Offset
+		if !p.scanned {
+			p.scanned, p.firstScanned = true, r.Offset
+		}
+		p.lastScanned = r.Offset
 		if r.Key == nil {
 			continue
 		}
@@ -196,24 +202,28 @@ func (p *pass) Scan(ctx context.Context, batch []plugins.Record) error {
 			k.tomb = r.Offset
 		}
 	}
-	p.scanned = append(p.scanned, mark(batch))
 	return nil
 }
 
-// Survivors implements plugins.CompactionPass.
+// Survivors implements plugins.CompactionPass. Records must come in
+// ascending offset order across all Survivors calls (any batching), and
+// every scanned record must come exactly once.
 func (p *pass) Survivors(ctx context.Context, batch []plugins.Record) ([]int64, error) {
 	if err := p.check(ctx, "Survivors"); err != nil {
 		return nil, err
 	}
 	p.surviving = true
-	if p.survived >= len(p.scanned) || p.scanned[p.survived] != mark(batch) {
-		return nil, fmt.Errorf("%w: Survivors batch %d (%d records, offsets %d..%d) is not the batch Scan saw there",
-			errOrder, p.survived, len(batch), mark(batch).first, mark(batch).last)
-	}
-	p.survived++
 	out := make([]int64, 0, len(batch))
 	for _, r := range batch {
-		if p.keep(r) {
+		if p.survivorsSeen && r.Offset <= p.lastSurvivor {
+			return nil, fmt.Errorf("%w: Survivors offset %d after %d", errOrder, r.Offset, p.lastSurvivor)
+		}
+		p.survivorsSeen, p.lastSurvivor = true, r.Offset
+		keep, err := p.keep(r)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
 			out = append(out, r.Offset)
 		}
 	}
@@ -221,34 +231,55 @@ func (p *pass) Survivors(ctx context.Context, batch []plugins.Record) ([]int64, 
 }
 
 // keep decides one record, in offset order.
-func (p *pass) keep(r plugins.Record) bool {
+func (p *pass) keep(r plugins.Record) (bool, error) {
 	if r.Key == nil {
-		return true // keyless: never dropped
+		return true, nil // keyless: never dropped
 	}
-	i, ok := p.index[p.hash(r.Key)]
-	if !ok || r.Offset > p.keys[i].last {
-		return true // never scanned: keep, never guess
+	young := p.now-r.TimestampMs < p.s.MinCompactionLag
+	expired := r.Tombstone && p.now-r.TimestampMs > p.s.DeleteRetentionMs
+	i, known := p.index[p.hash(r.Key)]
+	switch {
+	case !p.scanned || r.Offset > p.lastScanned:
+		return true, nil // after everything scanned: keep, never guess
+	case r.Offset < p.firstScanned:
+		// Below the scanned section (a host that, like Kafka's cleaner,
+		// scans only the dirty section): every scanned record of the key
+		// is newer. Drop only what is certain to go.
+		switch {
+		case young:
+			return true, nil
+		case expired:
+			return false, nil
+		case !known:
+			return true, nil
+		}
+		k := p.keys[i]
+		return !(k.count >= p.s.N || r.Offset < k.tomb), nil
+	case !known || r.Offset > p.keys[i].last:
+		return false, fmt.Errorf("%w: Survivors record at offset %d was not shown to Scan", errOrder, r.Offset)
 	}
 	k := &p.keys[i]
 	k.seen++
-	if p.now-r.TimestampMs < p.s.MinCompactionLag {
-		return true // too young to compact
+	if k.seen > k.count {
+		return false, fmt.Errorf("%w: Survivors shows more records of a key than Scan (offset %d)", errOrder, r.Offset)
 	}
 	newer := k.count - k.seen // records of the key after this one
 	switch {
+	case young:
+		return true, nil // too young to compact
 	case r.Offset < k.tomb:
-		return false // a later tombstone deleted it
+		return false, nil // a later tombstone deleted it
 	case newer >= p.s.N:
-		return false // N newer records of its key exist
-	case r.Tombstone && p.now-r.TimestampMs > p.s.DeleteRetentionMs:
-		return false // an expired tombstone
+		return false, nil // N newer records of its key exist
+	case expired:
+		return false, nil // an expired tombstone
 	}
-	return true
+	return true, nil
 }
 
 // Close implements plugins.CompactionPass.
 func (p *pass) Close() error {
 	p.closed = true
-	p.index, p.keys, p.scanned = nil, nil, nil
+	p.index, p.keys = nil, nil
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brokkr/brokkr/plugins"
+	"github.com/brokkr/brokkr/plugins/builtin"
 	"github.com/brokkr/brokkr/plugins/policytest"
 )
 
@@ -25,6 +26,13 @@ func TestConformanceN1(t *testing.T) {
 // every answer, and returns all survivors ascending.
 func run(t *testing.T, cfg map[string]string, nowMs int64, batches [][]plugins.Record) []int64 {
 	t.Helper()
+	return run2(t, cfg, nowMs, batches, batches)
+}
+
+// run2 is run with other batches for Survivors than for Scan (Brokkr's
+// cleaner batches the two phases differently; Scan may see only a suffix).
+func run2(t *testing.T, cfg map[string]string, nowMs int64, scan, survive [][]plugins.Record) []int64 {
+	t.Helper()
 	ctx := context.Background()
 	pass, err := Policy{}.Begin(ctx, plugins.CompactionParams{Topic: "c", Config: cfg, NowMs: nowMs})
 	if err != nil {
@@ -35,13 +43,13 @@ func run(t *testing.T, cfg map[string]string, nowMs int64, batches [][]plugins.R
 			t.Errorf("Close: %v", err)
 		}
 	}()
-	for _, b := range batches {
+	for _, b := range scan {
 		if err := pass.Scan(ctx, b); err != nil {
 			t.Fatalf("Scan: %v", err)
 		}
 	}
 	var all []int64
-	for _, b := range batches {
+	for _, b := range survive {
 		s, err := pass.Survivors(ctx, b)
 		if err != nil {
 			t.Fatalf("Survivors: %v", err)
@@ -138,8 +146,9 @@ func TestBadSettings(t *testing.T) {
 	}
 }
 
-// TestContract: a pass driven against the contract (other batches in phase
-// two, Scan after Survivors, offsets going backwards, calls after Close)
+// TestContract: a pass driven against the contract (offsets going
+// backwards in either phase, a record Survivors shows that Scan did not see
+// inside the scanned section, Scan after Survivors, calls after Close)
 // answers an error, never a guess.
 func TestContract(t *testing.T) {
 	ctx := context.Background()
@@ -159,18 +168,22 @@ func TestContract(t *testing.T) {
 		t.Error("Scan with offsets going backwards: no error")
 	}
 	p = begin()
-	_ = p.Scan(ctx, recs[:2])
-	_ = p.Scan(ctx, recs[2:])
-	if _, err := p.Survivors(ctx, recs[2:]); err == nil {
-		t.Error("Survivors shown the second batch first: no error")
+	_ = p.Scan(ctx, recs)
+	if _, err := p.Survivors(ctx, recs[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Survivors(ctx, recs[:2]); err == nil {
+		t.Error("Survivors with offsets going backwards: no error")
+	}
+	p = begin()
+	_ = p.Scan(ctx, []plugins.Record{recs[0], recs[3]})
+	if _, err := p.Survivors(ctx, recs); err == nil {
+		t.Error("Survivors shows offsets 1 and 2, inside the scanned section but never scanned: no error")
 	}
 	p = begin()
 	_ = p.Scan(ctx, recs)
 	if _, err := p.Survivors(ctx, recs); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := p.Survivors(ctx, recs); err == nil {
-		t.Error("Survivors shown more batches than Scan saw: no error")
 	}
 	if err := p.Scan(ctx, recs); err == nil {
 		t.Error("Scan after Survivors: no error")
@@ -183,6 +196,10 @@ func TestContract(t *testing.T) {
 	cancel()
 	if _, err := (Policy{}).Begin(cctx, plugins.CompactionParams{Config: map[string]string{}}); err == nil {
 		t.Error("Begin with a cancelled context: no error")
+	}
+	var _ plugins.FullScanner = Policy{}
+	if !(Policy{}).FullScan() {
+		t.Error("the policy must ask for a full scan")
 	}
 }
 
@@ -237,11 +254,72 @@ func TestRandomAgainstModel(t *testing.T) {
 			n := min(len(rest), 1+r.IntN(40))
 			batches, rest = append(batches, rest[:n]), rest[n:]
 		}
-		got := run(t, cfg, now, batches)
+		got := run2(t, cfg, now, batches, split(r, recs))
 		if want := model(t, cfg, now, recs); !slices.Equal(got, want) {
 			t.Fatalf("case %d (seed %d) cfg %v: survivors %v, model %v", i, seed, cfg, got, want)
 		}
 	}
+}
+
+// split cuts recs into random batches.
+func split(r *rand.Rand, recs []plugins.Record) [][]plugins.Record {
+	var out [][]plugins.Record
+	for rest := recs; len(rest) > 0; {
+		n := min(len(rest), 1+r.IntN(40))
+		out, rest = append(out, rest[:n]), rest[n:]
+	}
+	return out
+}
+
+// TestDirtyOnlyScan: driven as Kafka's cleaner drives a policy (Scan sees
+// only a suffix, the dirty section; Survivors sees everything), N=1 answers
+// exactly as the built-in, and any N never removes a record that exact
+// latest-N keeps.
+func TestDirtyOnlyScan(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 19))
+	for i := range 500 {
+		cfg := map[string]string{"delete.retention.ms": strconv.Itoa(r.IntN(2000))}
+		if r.IntN(2) == 0 {
+			cfg["min.compaction.lag.ms"] = strconv.Itoa(r.IntN(2000))
+		}
+		recs := policytest.RandomRecords(r, 1+r.IntN(200))
+		dirty := recs[r.IntN(len(recs)):]
+		got := run2(t, cfg, now, split(r, dirty), split(r, recs))
+		want := builtinSurvivors(t, cfg, dirty, recs)
+		if !slices.Equal(got, want) {
+			t.Fatalf("case %d (seed %d) N=1: survivors %v, built-in %v", i, seed, got, want)
+		}
+		cfg[NKey] = strconv.Itoa(2 + r.IntN(4))
+		got = run2(t, cfg, now, split(r, dirty), split(r, recs))
+		for _, o := range model(t, cfg, now, recs) {
+			if _, found := slices.BinarySearch(got, o); !found {
+				t.Fatalf("case %d (seed %d) cfg %v: offset %d removed, exact latest-N keeps it", i, seed, cfg, o)
+			}
+		}
+	}
+}
+
+// builtinSurvivors runs the built-in compaction with Scan on scan and
+// Survivors on all, in one batch each.
+func builtinSurvivors(t *testing.T, cfg map[string]string, scan, all []plugins.Record) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	p, err := builtin.NewCompaction().Begin(ctx, plugins.CompactionParams{Config: cfg, NowMs: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Scan(ctx, scan); err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.Survivors(ctx, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(s)
+	return s
 }
 
 // BenchmarkPass: one pass over 100k records, 10% distinct keys, N=3, in
