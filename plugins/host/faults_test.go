@@ -483,3 +483,66 @@ func compactOnce(t testing.TB, c plugins.CompactionPolicy, cfg map[string]string
 	}
 	return all
 }
+
+// TestScanFaults: a plugin that crashes or hangs inside Scan (a stream:
+// the host does not wait for each batch) fails the pass by the first
+// Survivors at the latest, within the call time-out; the fault is counted,
+// the pass stays failed, and a new pass works after the back-off.
+func TestScanFaults(t *testing.T) {
+	for _, fault := range []string{"crash-scan", "hang-scan"} {
+		t.Run(fault, func(t *testing.T) {
+			h := newHost(t, func(o *Options) { o.CallTimeout = time.Second })
+			c := compactionFor(t, h)
+			ctx := context.Background()
+			batch := []plugins.Record{{Offset: 0, Key: []byte("a")}, {Offset: 1, Key: []byte("a")}}
+			pass, err := c.Begin(ctx, plugins.CompactionParams{Config: map[string]string{faultKey: fault}, NowMs: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			var failed error
+			for range 3 {
+				if failed = pass.Scan(ctx, batch); failed != nil {
+					break
+				}
+			}
+			if failed == nil {
+				var s []int64
+				s, failed = pass.Survivors(ctx, batch)
+				if failed == nil {
+					t.Fatalf("%s: survivors %v, no error", fault, s)
+				}
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("%s: the failure took %v", fault, took)
+			}
+			if s := h.status(t, "testplugin"); s.Faults != 1 || s.Running {
+				t.Fatalf("%s: status %+v (err %v)", fault, s, failed)
+			}
+			if _, err := pass.Survivors(ctx, batch); err == nil {
+				t.Fatalf("%s: the failed pass answered", fault)
+			}
+			if err := pass.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			var got []int64
+			eventually(t, 30*time.Second, "no new pass after the back-off", func() bool {
+				p2, err := c.Begin(ctx, plugins.CompactionParams{NowMs: 10})
+				if err != nil {
+					return false
+				}
+				defer p2.Close()
+				if err := p2.Scan(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+				if got, err = p2.Survivors(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+				return true
+			})
+			if !slices.Equal(got, []int64{1}) {
+				t.Fatalf("survivors %v, want [1]", got)
+			}
+		})
+	}
+}

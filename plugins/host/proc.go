@@ -276,34 +276,51 @@ func killHard(c *plugin.Client) {
 	c.Kill()
 }
 
+// incFor returns the current incarnation for a call; with gen != 0 only
+// that incarnation (a compaction pass lives in one process: never start
+// another for it).
+func (p *proc) incFor(gen uint64, op string) (*incarnation, error) {
+	if gen == 0 {
+		return p.acquire()
+	}
+	inc, err := p.live()
+	if err != nil {
+		return nil, err
+	}
+	if inc == nil || inc.gen != gen {
+		return nil, fmt.Errorf("%w: plugin %s: %s: the plugin restarted during the compaction pass", ErrUnavailable, p.name, op)
+	}
+	return inc, nil
+}
+
+func (p *proc) countCall() {
+	p.mu.Lock()
+	p.calls++
+	p.mu.Unlock()
+}
+
 // call runs one RPC on the current incarnation (or, with gen != 0, only on
 // that incarnation) under the call time-out, and classifies its error.
 func (p *proc) call(ctx context.Context, gen uint64, op string, f func(context.Context, *incarnation) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("plugin %s: %s: %w", p.name, op, err)
 	}
-	var inc *incarnation
-	var err error
-	if gen == 0 {
-		inc, err = p.acquire()
-	} else {
-		inc, err = p.live() // a pass lives in one process: never start another for it
-	}
+	inc, err := p.incFor(gen, op)
 	if err != nil {
 		return err
 	}
-	if gen != 0 && (inc == nil || inc.gen != gen) {
-		return fmt.Errorf("%w: plugin %s: %s: the plugin restarted during the compaction pass", ErrUnavailable, p.name, op)
-	}
-	p.mu.Lock()
-	p.calls++
-	p.mu.Unlock()
+	p.countCall()
 	cctx, cancel := context.WithTimeout(ctx, p.h.o.CallTimeout)
 	defer cancel()
-	err = f(cctx, inc)
-	if err == nil {
-		return nil
+	if err := f(cctx, inc); err != nil {
+		return p.classify(ctx, inc, op, err)
 	}
+	return nil
+}
+
+// classify turns an RPC error into the error the caller sees, recording a
+// fault (and killing the process) where the plugin is to blame.
+func (p *proc) classify(ctx context.Context, inc *incarnation, op string, err error) error {
 	if ctx.Err() != nil { // the caller gave up; not the plugin's fault
 		return fmt.Errorf("plugin %s: %s: %w", p.name, op, ctx.Err())
 	}

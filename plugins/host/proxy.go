@@ -4,6 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/brokkr/brokkr/plugins"
 	"github.com/brokkr/brokkr/plugins/internal/pluginpb"
@@ -83,6 +90,11 @@ func (p *proc) info(ctx context.Context, retention bool) (plugins.Info, error) {
 // compactionProxy is a plugins.CompactionPolicy served by a plugin process.
 type compactionProxy struct{ p *proc }
 
+// FullScan implements plugins.FullScanner: a plugin's Scan sees every
+// cleanable record, not only the dirty section, since the broker cannot
+// know whether the plugin's answer for an old record depends on newer ones.
+func (c *compactionProxy) FullScan() bool { return true }
+
 // Info is as retentionProxy.Info.
 func (c *compactionProxy) Info() plugins.Info {
 	i, err := c.p.info(context.Background(), false)
@@ -119,36 +131,125 @@ type passProxy struct {
 	p      *proc
 	gen    uint64
 	id     uint64
-	values bool // ship Record.Value
+	values bool        // ship Record.Value
+	scan   *scanStream // the open Scan stream, nil before the first Scan and after the last
+	err    error       // sticky: a failed Scan makes the pass unusable
 	closed bool
+}
+
+// scanStream is the pass's client stream of Scan batches: batches are sent
+// without waiting for the plugin (so it scans while the host reads the next
+// batch), and the stream is closed, and its result awaited, before the first
+// Survivors.
+type scanStream struct {
+	stream grpc.ClientStreamingClient[pluginpb.Batch, pluginpb.Empty]
+	cancel context.CancelFunc
 }
 
 var errPassClosed = errors.New("compaction pass already closed")
 
-// Scan implements plugins.CompactionPass; a batch larger than
-// pluginpb.ChunkBytes goes as several calls.
-func (s *passProxy) Scan(ctx context.Context, batch []plugins.Record) error {
-	if s.closed {
+// watch runs f (a step of the Scan stream) under the call time-out and the
+// caller's context, both of which cancel the stream.
+func (s *passProxy) watch(ctx context.Context, f func() error) (err error, timedOut bool) {
+	var fired atomic.Bool
+	cancel := s.scan.cancel
+	t := time.AfterFunc(s.p.h.o.CallTimeout, func() { fired.Store(true); cancel() })
+	stop := context.AfterFunc(ctx, cancel)
+	err = f()
+	t.Stop()
+	stop()
+	return err, fired.Load()
+}
+
+func (s *passProxy) usable(ctx context.Context) error {
+	switch {
+	case s.closed:
 		return errPassClosed
+	case s.err != nil:
+		return s.err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("plugin %s: %w", s.p.name, err)
+	}
+	return nil
+}
+
+// Scan implements plugins.CompactionPass. Batches go down one stream
+// without waiting for an answer; a batch larger than pluginpb.ChunkBytes
+// goes as several messages. An error of an earlier batch may surface at a
+// later Scan or at the first Survivors.
+func (s *passProxy) Scan(ctx context.Context, batch []plugins.Record) error {
+	if err := s.usable(ctx); err != nil {
+		return err
+	}
+	inc, err := s.p.incFor(s.gen, "Scan")
+	if err != nil {
+		return err
+	}
+	if s.scan == nil {
+		sctx, cancel := context.WithCancel(context.Background())
+		st, err := inc.cmp.Scan(sctx)
+		if err != nil {
+			cancel()
+			return s.p.classify(ctx, inc, "Scan", err)
+		}
+		s.scan = &scanStream{stream: st, cancel: cancel}
 	}
 	for _, chunk := range pluginpb.Chunks(batch, s.values, pluginpb.ChunkBytes) {
-		err := s.p.call(ctx, s.gen, "Scan", func(ctx context.Context, inc *incarnation) error {
-			_, err := inc.cmp.Scan(ctx, &pluginpb.Batch{PassId: s.id, Records: pluginpb.RecordsToPB(chunk, s.values)})
-			return err
-		})
+		s.p.countCall()
+		msg := &pluginpb.Batch{PassId: s.id, Records: pluginpb.RecordsToPB(chunk, s.values)}
+		err, timedOut := s.watch(ctx, func() error { return s.scan.stream.Send(msg) })
+		if err == io.EOF { // the plugin ended the stream: its status says why
+			err, timedOut = s.watch(ctx, func() error { _, err := s.scan.stream.CloseAndRecv(); return err })
+			if err == nil {
+				err = status.Error(codes.Internal, "Scan stream ended early")
+			}
+		}
 		if err != nil {
-			return err
+			return s.failScan(ctx, inc, err, timedOut)
 		}
 	}
 	return nil
+}
+
+// finishScan closes the Scan stream and waits for the plugin to have
+// scanned everything.
+func (s *passProxy) finishScan(ctx context.Context, inc *incarnation) error {
+	if s.scan == nil {
+		return nil
+	}
+	err, timedOut := s.watch(ctx, func() error { _, err := s.scan.stream.CloseAndRecv(); return err })
+	if err != nil {
+		return s.failScan(ctx, inc, err, timedOut)
+	}
+	s.scan.cancel()
+	s.scan = nil
+	return nil
+}
+
+func (s *passProxy) failScan(ctx context.Context, inc *incarnation, err error, timedOut bool) error {
+	s.scan.cancel()
+	s.scan = nil
+	if timedOut {
+		err = status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	s.err = s.p.classify(ctx, inc, "Scan", err)
+	return s.err
 }
 
 // Survivors implements plugins.CompactionPass. Each chunk's answer must pass
 // plugins.ValidateSurvivors; one that does not is a fault and an error
 // wrapping plugins.ErrRefused (the caller keeps the whole batch).
 func (s *passProxy) Survivors(ctx context.Context, batch []plugins.Record) ([]int64, error) {
-	if s.closed {
-		return nil, errPassClosed
+	if err := s.usable(ctx); err != nil {
+		return nil, err
+	}
+	inc, err := s.p.incFor(s.gen, "Survivors")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.finishScan(ctx, inc); err != nil {
+		return nil, err
 	}
 	var all []int64
 	for _, chunk := range pluginpb.Chunks(batch, s.values, pluginpb.ChunkBytes) {
@@ -178,10 +279,20 @@ func (s *passProxy) Close() error {
 		return nil
 	}
 	s.closed = true
+	var first error
+	if s.scan != nil {
+		if inc, err := s.p.incFor(s.gen, "Close"); err == nil {
+			first = s.finishScan(context.Background(), inc)
+		} else {
+			s.scan.cancel()
+			s.scan = nil
+		}
+	}
 	err := s.p.call(context.Background(), s.gen, "Close", func(ctx context.Context, inc *incarnation) error {
 		_, err := inc.cmp.Close(ctx, &pluginpb.Pass{PassId: s.id})
 		return err
 	})
+	err = errors.Join(first, err)
 	if errors.Is(err, ErrUnavailable) {
 		return nil
 	}

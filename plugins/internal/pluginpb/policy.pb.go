@@ -812,12 +812,12 @@ const file_policy_proto_rawDesc = "" +
 	"\aoffsets\x18\x01 \x03(\x03R\aoffsets2\x9b\x01\n" +
 	"\tRetention\x12=\n" +
 	"\x04Info\x12\x17.brokkr.plugin.v1.Empty\x1a\x1c.brokkr.plugin.v1.PolicyInfo\x12O\n" +
-	"\x06Decide\x12 .brokkr.plugin.v1.RetentionInput\x1a#.brokkr.plugin.v1.RetentionDecision2\xcd\x02\n" +
+	"\x06Decide\x12 .brokkr.plugin.v1.RetentionInput\x1a#.brokkr.plugin.v1.RetentionDecision2\xcf\x02\n" +
 	"\n" +
 	"Compaction\x12=\n" +
 	"\x04Info\x12\x17.brokkr.plugin.v1.Empty\x1a\x1c.brokkr.plugin.v1.PolicyInfo\x12C\n" +
-	"\x05Begin\x12\".brokkr.plugin.v1.CompactionParams\x1a\x16.brokkr.plugin.v1.Pass\x128\n" +
-	"\x04Scan\x12\x17.brokkr.plugin.v1.Batch\x1a\x17.brokkr.plugin.v1.Empty\x12G\n" +
+	"\x05Begin\x12\".brokkr.plugin.v1.CompactionParams\x1a\x16.brokkr.plugin.v1.Pass\x12:\n" +
+	"\x04Scan\x12\x17.brokkr.plugin.v1.Batch\x1a\x17.brokkr.plugin.v1.Empty(\x01\x12G\n" +
 	"\tSurvivors\x12\x17.brokkr.plugin.v1.Batch\x1a!.brokkr.plugin.v1.SurvivorOffsets\x128\n" +
 	"\x05Close\x12\x16.brokkr.plugin.v1.Pass\x1a\x17.brokkr.plugin.v1.EmptyB4Z2github.com/brokkr/brokkr/plugins/internal/pluginpbb\x06proto3"
 

@@ -185,7 +185,10 @@ const (
 type CompactionClient interface {
 	Info(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*PolicyInfo, error)
 	Begin(ctx context.Context, in *CompactionParams, opts ...grpc.CallOption) (*Pass, error)
-	Scan(ctx context.Context, in *Batch, opts ...grpc.CallOption) (*Empty, error)
+	// Scan is a client stream: the host sends the pass's batches in order
+	// without waiting for each, and closes the stream before the first
+	// Survivors; the plugin answers once, after it has scanned them all.
+	Scan(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, Empty], error)
 	Survivors(ctx context.Context, in *Batch, opts ...grpc.CallOption) (*SurvivorOffsets, error)
 	Close(ctx context.Context, in *Pass, opts ...grpc.CallOption) (*Empty, error)
 }
@@ -218,15 +221,18 @@ func (c *compactionClient) Begin(ctx context.Context, in *CompactionParams, opts
 	return out, nil
 }
 
-func (c *compactionClient) Scan(ctx context.Context, in *Batch, opts ...grpc.CallOption) (*Empty, error) {
+func (c *compactionClient) Scan(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[Batch, Empty], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
-	err := c.cc.Invoke(ctx, Compaction_Scan_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Compaction_ServiceDesc.Streams[0], Compaction_Scan_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[Batch, Empty]{ClientStream: stream}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Compaction_ScanClient = grpc.ClientStreamingClient[Batch, Empty]
 
 func (c *compactionClient) Survivors(ctx context.Context, in *Batch, opts ...grpc.CallOption) (*SurvivorOffsets, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -256,7 +262,10 @@ func (c *compactionClient) Close(ctx context.Context, in *Pass, opts ...grpc.Cal
 type CompactionServer interface {
 	Info(context.Context, *Empty) (*PolicyInfo, error)
 	Begin(context.Context, *CompactionParams) (*Pass, error)
-	Scan(context.Context, *Batch) (*Empty, error)
+	// Scan is a client stream: the host sends the pass's batches in order
+	// without waiting for each, and closes the stream before the first
+	// Survivors; the plugin answers once, after it has scanned them all.
+	Scan(grpc.ClientStreamingServer[Batch, Empty]) error
 	Survivors(context.Context, *Batch) (*SurvivorOffsets, error)
 	Close(context.Context, *Pass) (*Empty, error)
 	mustEmbedUnimplementedCompactionServer()
@@ -275,8 +284,8 @@ func (UnimplementedCompactionServer) Info(context.Context, *Empty) (*PolicyInfo,
 func (UnimplementedCompactionServer) Begin(context.Context, *CompactionParams) (*Pass, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Begin not implemented")
 }
-func (UnimplementedCompactionServer) Scan(context.Context, *Batch) (*Empty, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Scan not implemented")
+func (UnimplementedCompactionServer) Scan(grpc.ClientStreamingServer[Batch, Empty]) error {
+	return status.Errorf(codes.Unimplemented, "method Scan not implemented")
 }
 func (UnimplementedCompactionServer) Survivors(context.Context, *Batch) (*SurvivorOffsets, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Survivors not implemented")
@@ -341,23 +350,12 @@ func _Compaction_Begin_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Compaction_Scan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(Batch)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(CompactionServer).Scan(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Compaction_Scan_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(CompactionServer).Scan(ctx, req.(*Batch))
-	}
-	return interceptor(ctx, in, info, handler)
+func _Compaction_Scan_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CompactionServer).Scan(&grpc.GenericServerStream[Batch, Empty]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Compaction_ScanServer = grpc.ClientStreamingServer[Batch, Empty]
 
 func _Compaction_Survivors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(Batch)
@@ -411,10 +409,6 @@ var Compaction_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Compaction_Begin_Handler,
 		},
 		{
-			MethodName: "Scan",
-			Handler:    _Compaction_Scan_Handler,
-		},
-		{
 			MethodName: "Survivors",
 			Handler:    _Compaction_Survivors_Handler,
 		},
@@ -423,6 +417,12 @@ var Compaction_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Compaction_Close_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Scan",
+			Handler:       _Compaction_Scan_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "policy.proto",
 }

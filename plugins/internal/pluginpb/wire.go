@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/hashicorp/go-plugin"
@@ -197,18 +198,28 @@ func (s *compactionServer) pass(id uint64) (*openPass, error) {
 	return p, nil
 }
 
-func (s *compactionServer) Scan(ctx context.Context, b *Batch) (_ *Empty, err error) {
+func (s *compactionServer) Scan(stream grpc.ClientStreamingServer[Batch, Empty]) (err error) {
 	defer guard("Scan", &err)
-	p, err := s.pass(b.PassId)
-	if err != nil {
-		return nil, err
+	ctx := stream.Context()
+	for {
+		b, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&Empty{})
+		}
+		if err != nil {
+			return err
+		}
+		p, err := s.pass(b.PassId)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		err = p.pass.Scan(ctx, RecordsFromPB(b.Records))
+		p.mu.Unlock()
+		if err != nil {
+			return policyError(err)
+		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.pass.Scan(ctx, RecordsFromPB(b.Records)); err != nil {
-		return nil, policyError(err)
-	}
-	return &Empty{}, nil
 }
 
 func (s *compactionServer) Survivors(ctx context.Context, b *Batch) (_ *SurvivorOffsets, err error) {
@@ -244,7 +255,9 @@ func (s *compactionServer) Close(_ context.Context, in *Pass) (_ *Empty, err err
 }
 
 // InfoToPB converts a plugins.Info.
-func InfoToPB(i plugins.Info) *PolicyInfo { return &PolicyInfo{Name: i.Name, NeedsValues: i.NeedsValues} }
+func InfoToPB(i plugins.Info) *PolicyInfo {
+	return &PolicyInfo{Name: i.Name, NeedsValues: i.NeedsValues}
+}
 
 // RetentionInputToPB converts a plugins.RetentionInput.
 func RetentionInputToPB(in plugins.RetentionInput) *RetentionInput {

@@ -5,6 +5,8 @@
 //
 //	crash           os.Exit in the middle of Decide / Survivors
 //	hang            never answer Decide / Survivors
+//	crash-scan      os.Exit in the middle of Scan
+//	hang-scan       never return from Scan
 //	panic           panic inside Decide / Survivors
 //	above-hw        Decide: a start offset above the high watermark
 //	active          Decide: a start offset inside the active segment
@@ -73,6 +75,16 @@ func (c compaction) Begin(ctx context.Context, p plugins.CompactionParams) (plug
 type faultyPass struct {
 	plugins.CompactionPass
 	fault string
+}
+
+func (f *faultyPass) Scan(ctx context.Context, batch []plugins.Record) error {
+	switch f.fault {
+	case "crash-scan":
+		misbehave("crash")
+	case "hang-scan":
+		misbehave("hang")
+	}
+	return f.CompactionPass.Scan(ctx, batch)
 }
 
 func (f *faultyPass) Survivors(ctx context.Context, batch []plugins.Record) ([]int64, error) {
