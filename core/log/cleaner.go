@@ -35,6 +35,9 @@ const (
 	CleanedSuffix = ".cleaned"
 )
 
+// cleanWindow is the size of the cleaner's reads (a variable for tests).
+var cleanWindow = 1 << 20
+
 // maxDecompressed caps the records of one compressed batch the cleaner
 // decompresses (a batch claiming more is refused and the clean fails).
 const maxDecompressed = 256 << 20
@@ -330,8 +333,8 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 	defer c.close()
 	// Phase 1: the dirty section (every cleanable segment for a policy
 	// that asks for it: plugins.FullScanner).
-	fs, _ := o.Policy.(plugins.FullScanner)
-	full := fs != nil && fs.FullScan()
+	fsc, _ := o.Policy.(plugins.FullScanner)
+	full := fsc != nil && fsc.FullScan()
 	for i := range srcs {
 		if srcs[i].base < cleanedTo && !full {
 			continue
@@ -482,6 +485,8 @@ type cleaning struct {
 	vals bool
 
 	scanBuf []plugins.Record
+	window  []byte // read buffer
+	arena   []byte // copies of the pending batches
 
 	// phase 2: batches waiting for a Survivors answer
 	pending []pendingBatch
@@ -543,12 +548,18 @@ func (c *cleaning) close() {
 }
 
 // batches reads the batches of a source segment in order, CRC-checked,
-// throttled, calling fn with each (b aliases a reused buffer unless copy).
-func (c *cleaning) batches(src *srcSeg, fn func(b []byte, h segment.BatchHeader) error) error {
+// throttled, calling fn with each. b aliases a read window that is
+// overwritten after refill is called (nil: no call): keep nothing that
+// points into b past it.
+func (c *cleaning) batches(src *srcSeg, refill func() error, fn func(b []byte, h segment.BatchHeader) error) error {
 	r := src.region
-	const window = 1 << 20
-	buf := make([]byte, 0, window)
-	var bufPos int64 // file position of buf[0]
+	window := int64(cleanWindow)
+	if c.window == nil {
+		c.window = make([]byte, 0, window)
+	}
+	buf := c.window[:0]
+	defer func() { c.window = buf[:0] }()
+	bufPos := int64(-1 << 62) // file position of buf[0]
 	for pos := r.Pos; pos < r.Pos+r.Len; {
 		if err := c.ctx.Err(); err != nil {
 			return err
@@ -556,6 +567,11 @@ func (c *cleaning) batches(src *srcSeg, fn func(b []byte, h segment.BatchHeader)
 		need := func(n int64) error {
 			if pos >= bufPos && pos+n <= bufPos+int64(len(buf)) {
 				return nil
+			}
+			if refill != nil {
+				if err := refill(); err != nil {
+					return err
+				}
 			}
 			m := max(n, min(window, r.Pos+r.Len-pos))
 			if int64(cap(buf)) < m {
@@ -627,7 +643,9 @@ func (c *cleaning) decode(b []byte, h segment.BatchHeader, dst []plugins.Record)
 }
 
 func (c *cleaning) scanSegment(src *srcSeg) error {
-	return c.batches(src, func(b []byte, h segment.BatchHeader) error {
+	// The records handed to Scan point into the read window: Scan them
+	// before it is refilled.
+	return c.batches(src, c.flushScan, func(b []byte, h segment.BatchHeader) error {
 		if h.Control() {
 			return nil
 		}
@@ -657,14 +675,24 @@ func (c *cleaning) flushScan() error {
 // (the first segment keeps the log start offset's base).
 func (c *cleaning) rewriteGroup(staging string, g []srcSeg, first bool) (bool, error) {
 	base := g[0].base
-	s, err := segment.Create(c.l.fs, staging, base, c.cfg.segmentConfig())
+	// Size the indexes for the output, not segment.index.bytes: the output
+	// has no more index entries than its inputs had together (one more per
+	// input at most), and preallocating 2 x 10 MiB per output costs more
+	// than the clean of a small segment. Seal trims them anyway.
+	scfg := c.cfg.segmentConfig()
+	var entries int64
+	for i := range g {
+		entries += g[i].idx/8 + 2
+	}
+	scfg.IndexMaxBytes = int(min(int64(scfg.IndexMaxBytes), entries*12))
+	s, err := segment.Create(c.l.fs, staging, base, scfg)
 	if err != nil {
 		return false, err
 	}
 	c.out, c.outBuf, c.outHdrs = s, c.outBuf[:0], c.outHdrs[:0]
 	for i := range g {
-		err := c.batches(&g[i], func(b []byte, h segment.BatchHeader) error {
-			pb := pendingBatch{raw: slices.Clone(b), h: h, first: len(c.recs), control: h.Control()}
+		err := c.batches(&g[i], nil, func(b []byte, h segment.BatchHeader) error { // pending batches are copies
+			pb := pendingBatch{raw: c.keep(b), h: h, first: len(c.recs), control: h.Control()}
 			if !pb.control {
 				var err error
 				if pb.recs, c.recs, err = c.decode(pb.raw, h, c.recs); err != nil {
@@ -746,8 +774,19 @@ func (c *cleaning) flushSurvivors() error {
 			}
 		}
 	}
-	c.pending, c.recs = c.pending[:0], c.recs[:0]
+	c.pending, c.recs, c.arena = c.pending[:0], c.recs[:0], c.arena[:0]
 	return nil
+}
+
+// keep copies a batch for the pending list (the read window is reused).
+// Copies live in an arena emptied when the pending batches are emitted.
+func (c *cleaning) keep(b []byte) []byte {
+	if cap(c.arena)-len(c.arena) < len(b) {
+		c.arena = make([]byte, 0, max(4<<20, len(b)))
+	}
+	n := len(c.arena)
+	c.arena = append(c.arena, b...)
+	return c.arena[n:len(c.arena):len(c.arena)]
 }
 
 // emitRuns writes the kept records of a partly kept batch as one batch per

@@ -76,7 +76,7 @@ func BenchmarkClean(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			if res.RecordsRemoved == 0 || res.RecordsKept == 0 {
+			if res.RecordsRemoved == 0 || res.RecordsKept == 0 || res.RecordsKept > (48<<10)/10 { // at most one per key
 				b.Fatalf("clean %+v", res)
 			}
 			l.Close()

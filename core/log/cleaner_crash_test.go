@@ -105,14 +105,14 @@ func killTemplate(t *testing.T, dir string) []mrec {
 			recs = append(recs, appendRecords(t, l, cdc, rs)...)
 		}
 	}
-	add(1500, 1000)
+	add(1000, 1000)
 	l.SetHighWatermark(l.LogEndOffset())
 	res, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: 5000, Config: killCleanCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	recs = modelClean(recs, res.CleanedTo, 5000, 1000)
-	add(1500, 6000)
+	add(1000, 6000)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +170,8 @@ func TestCleanKill9(t *testing.T) {
 	if committed < 0 || renamed == "" || removed == "" {
 		t.Fatalf("steps %q: the clean must rename and remove", steps)
 	}
-	// Random kills are spread over a throttled clean of about 0.8 s.
-	rate := float64(res.BytesRead+res.BytesWritten) / 0.8
+	// Random kills are spread over a throttled clean of about 0.5 s.
+	rate := float64(res.BytesRead+res.BytesWritten) / 0.5
 	rounds := []string{"staged", "locked", "committed", renamed, removed, "checkpointed"}
 	for i := 0; i < 8; i++ {
 		rounds = append(rounds, "") // a random moment
@@ -221,7 +221,7 @@ func TestCleanKill9(t *testing.T) {
 					break wait
 				}
 				if stop == "" && line == "start" {
-					killAt = time.After(time.Duration(rng.IntN(950)) * time.Millisecond)
+					killAt = time.After(time.Duration(rng.IntN(600)) * time.Millisecond)
 				}
 			case <-killAt:
 				break wait

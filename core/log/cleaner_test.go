@@ -164,9 +164,13 @@ func appendRecords(t testing.TB, l *Log, cdc int, recs []mrec) []mrec {
 // Read; the log start offset does not move; and a reopen (recovering every
 // segment) reads the same.
 func TestCleanMatchesModel(t *testing.T) {
-	for seed := uint64(1); seed <= 12; seed++ {
+	for seed := uint64(1); seed <= 8; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 99))
+			if seed%2 == 0 { // reads in small windows: records must not outlive theirs
+				defer func(w int) { cleanWindow = w }(cleanWindow)
+				cleanWindow = 700
+			}
 			c := newClock()
 			cfg := cleanerConfig()
 			fsys, l := memLog(t, cfg, c)
