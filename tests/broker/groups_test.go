@@ -575,3 +575,171 @@ func TestGroupMemberDiesOtherTakesOver(t *testing.T) {
 		t.Fatalf("takeover after %v: the static member seems to have left instead of timing out", took)
 	}
 }
+
+// TestGroupAPIVersionMatrix runs every advertised version of OffsetCommit,
+// OffsetFetch, ListGroups, DescribeGroups, LeaveGroup and DeleteGroups
+// with raw requests and checks the version-tied parts of the answers.
+func TestGroupAPIVersionMatrix(t *testing.T) {
+	b := testbroker.Start(t, groupOverrides...)
+	want := map[int16][2]int16{8: {0, 9}, 9: {0, 9}, 10: {0, 4}, 11: {0, 9}, 12: {0, 4}, 13: {0, 5}, 14: {0, 5}, 15: {0, 5}, 16: {0, 5}, 42: {0, 2}, 47: {0, 0}}
+	got := apiVersions(t, b.Addr)
+	for k, r := range want {
+		if got[k] != r {
+			t.Errorf("ApiVersions: key %d advertised %v, want %v", k, got[k], r)
+		}
+	}
+	const topic = "vm-topic"
+	createTopic(t, b.Addr, topic, 1, nil)
+	waitCoordinator(t, b.Addr, "vm-0")
+	rc := dial(t, b.Addr)
+
+	// OffsetCommit v0–v9 (simple commits), one group per version.
+	for v := int16(0); v <= 9; v++ {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.SetVersion(v)
+		req.Group, req.Generation, req.RetentionTimeMillis = fmt.Sprintf("vm-%d", v), -1, -1
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.Metadata, rp.LeaderEpoch = 0, int64(10+v), kmsg.StringPtr(fmt.Sprintf("meta-%d", v)), 3
+		rt.Partitions = []kmsg.OffsetCommitRequestTopicPartition{rp}
+		req.Topics = []kmsg.OffsetCommitRequestTopic{rt}
+		resp := rc.mustRoundTrip(req).(*kmsg.OffsetCommitResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("OffsetCommit v%d: %+v", v, resp.Topics)
+		}
+	}
+	// OffsetFetch v0–v7 by partition, v2–v7 also for all topics (null).
+	for v := int16(0); v <= 7; v++ {
+		for _, all := range []bool{false, true} {
+			if all && v < 2 {
+				continue
+			}
+			req := kmsg.NewPtrOffsetFetchRequest()
+			req.SetVersion(v)
+			req.Group = fmt.Sprintf("vm-%d", v)
+			if !all {
+				rt := kmsg.NewOffsetFetchRequestTopic()
+				rt.Topic, rt.Partitions = topic, []int32{0}
+				req.Topics = []kmsg.OffsetFetchRequestTopic{rt}
+			}
+			resp := rc.mustRoundTrip(req).(*kmsg.OffsetFetchResponse)
+			if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+				t.Fatalf("OffsetFetch v%d all=%v: %+v", v, all, resp)
+			}
+			p := resp.Topics[0].Partitions[0]
+			if p.Offset != int64(10+v) || p.Metadata == nil || *p.Metadata != fmt.Sprintf("meta-%d", v) || p.ErrorCode != 0 {
+				t.Fatalf("OffsetFetch v%d: partition %+v, want offset %d", v, p, 10+v)
+			}
+			if v >= 6 && p.LeaderEpoch != 3 {
+				t.Fatalf("OffsetFetch v%d: leader epoch %d, want 3 (committed with v%d)", v, p.LeaderEpoch, v)
+			}
+		}
+	}
+	// OffsetFetch v8–v9: several groups at once, one unknown.
+	for v := int16(8); v <= 9; v++ {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.SetVersion(v)
+		for _, g := range []string{"vm-8", "vm-9", "vm-none"} {
+			rg := kmsg.NewOffsetFetchRequestGroup()
+			rg.Group = g
+			if g != "vm-9" {
+				rt := kmsg.NewOffsetFetchRequestGroupTopic()
+				rt.Topic, rt.Partitions = topic, []int32{0}
+				rg.Topics = []kmsg.OffsetFetchRequestGroupTopic{rt}
+			}
+			req.Groups = append(req.Groups, rg)
+		}
+		resp := rc.mustRoundTrip(req).(*kmsg.OffsetFetchResponse)
+		if len(resp.Groups) != 3 {
+			t.Fatalf("OffsetFetch v%d: %d groups, want 3", v, len(resp.Groups))
+		}
+		for i, wantOff := range []int64{18, 19, -1} {
+			g := resp.Groups[i]
+			if g.ErrorCode != 0 || len(g.Topics) != 1 || len(g.Topics[0].Partitions) != 1 || g.Topics[0].Partitions[0].Offset != wantOff {
+				t.Fatalf("OffsetFetch v%d group %s: %+v, want offset %d", v, g.Group, g, wantOff)
+			}
+		}
+	}
+	// ListGroups v0–v5; v4+ state filter, v5 type filter.
+	for v := int16(0); v <= 5; v++ {
+		req := kmsg.NewPtrListGroupsRequest()
+		req.SetVersion(v)
+		resp := rc.mustRoundTrip(req).(*kmsg.ListGroupsResponse)
+		if resp.ErrorCode != 0 || len(resp.Groups) != 10 {
+			t.Fatalf("ListGroups v%d: error %d, %d groups, want 10", v, resp.ErrorCode, len(resp.Groups))
+		}
+		if v >= 4 && resp.Groups[0].GroupState != "Empty" {
+			t.Fatalf("ListGroups v%d: state %q, want Empty", v, resp.Groups[0].GroupState)
+		}
+		if v >= 4 {
+			req.StatesFilter = []string{"stable"}
+			if n := len(rc.mustRoundTrip(req).(*kmsg.ListGroupsResponse).Groups); n != 0 {
+				t.Fatalf("ListGroups v%d filtered to Stable: %d groups, want 0", v, n)
+			}
+			req.StatesFilter = []string{"empty"}
+			if n := len(rc.mustRoundTrip(req).(*kmsg.ListGroupsResponse).Groups); n != 10 {
+				t.Fatalf("ListGroups v%d filtered to Empty: %d groups, want 10", v, n)
+			}
+		}
+		if v >= 5 {
+			req.StatesFilter, req.TypesFilter = nil, []string{"consumer"}
+			if n := len(rc.mustRoundTrip(req).(*kmsg.ListGroupsResponse).Groups); n != 0 {
+				t.Fatalf("ListGroups v5 filtered to type consumer: %d groups, want 0", n)
+			}
+		}
+	}
+	// DescribeGroups v0–v5: an offsets-only group is Empty; unknown is Dead.
+	for v := int16(0); v <= 5; v++ {
+		req := kmsg.NewPtrDescribeGroupsRequest()
+		req.SetVersion(v)
+		req.Groups = []string{"vm-1", "vm-unknown"}
+		resp := rc.mustRoundTrip(req).(*kmsg.DescribeGroupsResponse)
+		if len(resp.Groups) != 2 || resp.Groups[0].State != "Empty" || resp.Groups[1].State != "Dead" || resp.Groups[0].ErrorCode != 0 || resp.Groups[1].ErrorCode != 0 {
+			t.Fatalf("DescribeGroups v%d: %+v", v, resp.Groups)
+		}
+	}
+	// LeaveGroup v0–v5 of a member that joined with JoinGroup v3.
+	for v := int16(0); v <= 5; v++ {
+		grp := fmt.Sprintf("vm-leave-%d", v)
+		j := rc.mustRoundTrip(joinReq(3, grp, "")).(*kmsg.JoinGroupResponse)
+		if j.ErrorCode != 0 {
+			t.Fatalf("join for LeaveGroup v%d: error %d", v, j.ErrorCode)
+		}
+		req := kmsg.NewPtrLeaveGroupRequest()
+		req.SetVersion(v)
+		req.Group = grp
+		if v < 3 {
+			req.MemberID = j.MemberID
+		} else {
+			for _, id := range []string{j.MemberID, "nobody"} {
+				m := kmsg.NewLeaveGroupRequestMember()
+				m.MemberID = id
+				req.Members = append(req.Members, m)
+			}
+		}
+		resp := rc.mustRoundTrip(req).(*kmsg.LeaveGroupResponse)
+		if resp.ErrorCode != 0 {
+			t.Fatalf("LeaveGroup v%d: error %d", v, resp.ErrorCode)
+		}
+		if v >= 3 && (len(resp.Members) != 2 || resp.Members[0].ErrorCode != 0 || resp.Members[1].ErrorCode != kerr.UnknownMemberID.Code) {
+			t.Fatalf("LeaveGroup v%d: members %+v, want [ok, UNKNOWN_MEMBER_ID]", v, resp.Members)
+		}
+		if v < 3 {
+			req.MemberID = "nobody"
+			if c := rc.mustRoundTrip(req).(*kmsg.LeaveGroupResponse).ErrorCode; c != kerr.UnknownMemberID.Code {
+				t.Fatalf("LeaveGroup v%d of an unknown member: error %d, want UNKNOWN_MEMBER_ID", v, c)
+			}
+		}
+	}
+	// DeleteGroups v0–v2.
+	for v := int16(0); v <= 2; v++ {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.SetVersion(v)
+		req.Groups = []string{fmt.Sprintf("vm-%d", v), "vm-unknown"}
+		resp := rc.mustRoundTrip(req).(*kmsg.DeleteGroupsResponse)
+		if len(resp.Groups) != 2 || resp.Groups[0].ErrorCode != 0 || resp.Groups[1].ErrorCode != kerr.GroupIDNotFound.Code {
+			t.Fatalf("DeleteGroups v%d: %+v", v, resp.Groups)
+		}
+	}
+}
