@@ -546,3 +546,18 @@ func TestScanFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestWrongKind: a plugin serving only retention, named as a compaction
+// policy, fails every call with a clear error; the retention side works.
+func TestWrongKind(t *testing.T) {
+	t.Setenv("BROKKR_TESTPLUGIN_SERVES", "retention")
+	h := newHost(t, nil)
+	c := compactionFor(t, h)
+	if _, err := c.Begin(context.Background(), plugins.CompactionParams{NowMs: 1}); err == nil || !strings.Contains(err.Error(), "does not serve") {
+		t.Fatalf("Begin on a retention-only plugin: err %v", err)
+	}
+	if s := h.status(t, "testplugin"); s.Faults != 1 || !s.Running {
+		t.Fatalf("status %+v", s)
+	}
+	checkRecovers(t, h, retentionFor(t, h))
+}

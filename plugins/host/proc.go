@@ -334,6 +334,9 @@ func (p *proc) classify(ctx context.Context, inc *incarnation, op string, err er
 		return fmt.Errorf("%w: plugin %s: %s: %s", ErrUnavailable, p.name, op, st.Message())
 	case codes.Unimplemented, codes.ResourceExhausted, codes.InvalidArgument:
 		err = fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+		if st.Code() == codes.Unimplemented {
+			err = fmt.Errorf("%s: the plugin does not serve this kind of policy (%s)", op, st.Message())
+		}
 		p.fault(inc.gen, false, err)
 		return fmt.Errorf("%w: plugin %s: %w", plugins.ErrPolicyFailed, p.name, err)
 	case codes.DeadlineExceeded:

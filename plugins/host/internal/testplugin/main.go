@@ -14,6 +14,8 @@
 //	foreign         Survivors: an offset not in the batch
 //	twice           Survivors: an offset listed twice
 //
+// BROKKR_TESTPLUGIN_SERVES=retention|compaction serves only that kind.
+//
 // It is built into a temporary directory by the tests; it is not a product.
 package main
 
@@ -102,8 +104,12 @@ func (f *faultyPass) Survivors(ctx context.Context, batch []plugins.Record) ([]i
 }
 
 func main() {
-	sdk.Serve(sdk.Options{
-		Retention:  retention{builtin.NewRetention()},
-		Compaction: compaction{builtin.NewCompaction()},
-	})
+	o := sdk.Options{Retention: retention{builtin.NewRetention()}, Compaction: compaction{builtin.NewCompaction()}}
+	switch os.Getenv("BROKKR_TESTPLUGIN_SERVES") { // inherited from the host's environment
+	case "retention":
+		o.Compaction = nil
+	case "compaction":
+		o.Retention = nil
+	}
+	sdk.Serve(o)
 }
