@@ -574,6 +574,10 @@ func (b *Broker) minCommittedOffset(topic string, partition int32) int64 {
 		return -1
 	}
 	shards, _ := b.groups.allShards()
+	return b.minCommittedOffsetIn(shards, topic, partition)
+}
+
+func (b *Broker) minCommittedOffsetIn(shards []*shard, topic string, partition int32) int64 {
 	low := int64(-1)
 	for _, s := range shards {
 		s.mu.Lock()
