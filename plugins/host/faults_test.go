@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -560,4 +561,43 @@ func TestWrongKind(t *testing.T) {
 		t.Fatalf("status %+v", s)
 	}
 	checkRecovers(t, h, retentionFor(t, h))
+}
+
+// TestConcurrentCallsAndCrash: calls from many goroutines while one of them
+// crashes the plugin: every answer is either the built-in's or an error,
+// the crash is counted once, and the plugin comes back.
+func TestConcurrentCallsAndCrash(t *testing.T) {
+	h := newHost(t, nil)
+	p := retentionFor(t, h)
+	checkRecovers(t, h, p)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for i := range 40 {
+				cfg := map[string]string(nil)
+				if g == 3 && i == 20 {
+					cfg = map[string]string{faultKey: "crash"}
+				}
+				v, _, err := plugins.DecideChecked(context.Background(), p, oldLog(cfg))
+				if err == nil && (v.LogStartOffset != 200 || len(v.Delete) != 2) {
+					errs <- fmt.Errorf("goroutine %d call %d: wrong verdict %+v", g, i, v)
+					return
+				}
+				if err != nil && len(v.Delete) != 0 {
+					errs <- fmt.Errorf("goroutine %d call %d: error %v with deletions %+v", g, i, err, v)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := h.status(t, "testplugin"); s.Faults != 1 {
+		t.Fatalf("one crash, status %+v", s)
+	}
+	checkRecovers(t, h, p)
 }

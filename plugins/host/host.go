@@ -263,6 +263,23 @@ func (h *Host) Close() error {
 	return nil
 }
 
+// track runs f in a goroutine that Close waits for; after Close it runs f
+// synchronously instead (Close's Wait may already have returned).
+func (h *Host) track(f func()) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		f()
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
+}
+
 func (h *Host) isClosed() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -100,11 +100,14 @@ func (p *proc) acquire() (*incarnation, error) {
 	inc.gen = p.gen
 	p.cur = inc
 	p.mu.Unlock()
-	if p.h.isClosed() { // Close ran while we started
+	p.h.mu.Lock()
+	if p.h.closed { // Close ran while we started
+		p.h.mu.Unlock()
 		p.shutdown()
 		return nil, fmt.Errorf("%w: plugin %s: plugin host closed", ErrUnavailable, p.name)
 	}
-	p.h.wg.Add(1)
+	p.h.wg.Add(1) // under h.mu: Close sets closed under it before it waits
+	p.h.mu.Unlock()
 	go p.healthLoop(inc)
 	return inc, nil
 }
@@ -231,11 +234,7 @@ func (p *proc) fault(gen uint64, restart bool, err error) {
 	p.h.o.Logger.Warn("policy plugin fault; nothing is deleted", args...)
 	if dead != nil {
 		close(dead.stop)
-		p.h.wg.Add(1)
-		go func() {
-			defer p.h.wg.Done()
-			killHard(dead.client)
-		}()
+		p.h.track(func() { killHard(dead.client) })
 	}
 }
 
