@@ -232,15 +232,9 @@ func (b *Broker) hostedPartitions() []*partition {
 }
 
 // minCommitted is the lowest offset committed by any consumer group for
-// the partition, -1 when unknown. It uses the broker's group coordinator
-// (a minCommittedOffset method) when the build has one.
+// the partition, -1 when unknown (the group coordinator's answer).
 func (b *Broker) minCommitted(topic string, partition int32) int64 {
-	if m, ok := any(b).(interface {
-		minCommittedOffset(string, int32) int64
-	}); ok {
-		return m.minCommittedOffset(topic, partition)
-	}
-	return -1
+	return b.minCommittedOffset(topic, partition)
 }
 
 // RetentionStatus is the retention side of a partition's policy status.

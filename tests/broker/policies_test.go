@@ -161,6 +161,17 @@ func TestCompactionKeepsLastPerKey(t *testing.T) {
 		t.Fatalf("describe table lacks the cleaner status:\n%s", table)
 	}
 
+	// An all-configs describe (what kafka-configs sends) shows no status.
+	rcs, err := newAdmin(t, b.Addr).DescribeTopicConfigs(ctxFor(t, 10*time.Second), "cmp")
+	if err != nil || len(rcs) != 1 || len(rcs[0].Configs) == 0 {
+		t.Fatalf("describe configs: %v %+v", err, rcs)
+	}
+	for _, c := range rcs[0].Configs {
+		if strings.HasPrefix(c.Key, "brokkr.status.") {
+			t.Fatalf("an all-configs describe includes %s", c.Key)
+		}
+	}
+
 	m := scrapeMetrics(t, admin)
 	if v, ok := m["kafka_log_logcleaner_deadthreadcount"]; !ok || v != 0 {
 		t.Fatalf("kafka_log_logcleaner_deadthreadcount = %v (present %v)", v, ok)
@@ -183,7 +194,7 @@ func TestCompactionKeepsLastPerKey(t *testing.T) {
 // offset 0 with every record: the plan deleted nothing.
 func TestRetentionPlanIsADryRun(t *testing.T) {
 	// Retention itself checks once an hour: only the plan could delete.
-	b := testbroker.Start(t, "log.retention.check.interval.ms=3600000")
+	b := testbroker.Start(t, "log.retention.check.interval.ms=3600000", "offsets.topic.num.partitions=1")
 	seg, hour := "4096", "3600000"
 	createTopic(t, b.Addr, "aged", 1, map[string]*string{"segment.bytes": &seg, "retention.ms": &hour})
 	cl := newClient(t, b.Addr, kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -213,6 +224,19 @@ func TestRetentionPlanIsADryRun(t *testing.T) {
 		if !strings.Contains(table, want) {
 			t.Fatalf("plan table lacks %q:\n%s", want, table)
 		}
+	}
+	if p.MinCommittedOffset != -1 {
+		t.Fatalf("min committed offset %d before any group committed", p.MinCommittedOffset)
+	}
+	// A group's commit reaches the policy's input.
+	commits := kadm.Offsets{}
+	commits.Add(kadm.Offset{Topic: "aged", Partition: 0, At: 7, LeaderEpoch: -1})
+	if err := newAdmin(t, b.Addr).CommitAllOffsets(ctxFor(t, 20*time.Second), "plan-readers", commits); err != nil {
+		t.Fatal(err)
+	}
+	out = runBrokkr(t, "retention", "plan", "aged", "--json", "--brokers", b.Addr)
+	if err := json.Unmarshal([]byte(out), &plans); err != nil || len(plans) != 1 || plans[0].MinCommittedOffset != 7 {
+		t.Fatalf("plan after a commit at 7: %v\n%s", err, out)
 	}
 	if s := startOffset(t, b.Addr, "aged"); s != 0 {
 		t.Fatalf("log start moved to %d after a plan", s)
