@@ -37,6 +37,16 @@ func handleCreateTopics(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.Req
 			st.ErrorMessage = &msg
 		case m == nil:
 			st.ErrorCode = kerr.NotController.Code
+		case rt.Topic == offsetsTopic:
+			// The broker creates it at start with its own settings
+			// (offsets.topic.*, compacted); a client cannot choose others.
+			st.ErrorCode = kerr.TopicAlreadyExists.Code
+			if _, err := b.ensureOffsetsTopic(ctx); err != nil {
+				st.ErrorCode, st.ErrorMessage = errCode(err)
+				break
+			}
+			msg := "__consumer_offsets is created by the broker"
+			st.ErrorMessage = &msg
 		default:
 			cr := controller.CreateTopicRequest{
 				Name: rt.Topic, NumPartitions: rt.NumPartitions, ReplicationFactor: rt.ReplicationFactor,

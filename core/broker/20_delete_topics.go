@@ -5,7 +5,8 @@ package broker
 // Deletion is complete when the answer comes: the local data is removed and
 // so is the metadata. v6+ may name topics by id. If anything fails midway the
 // deletion intent stays recorded and is finished at the next start, so a
-// topic is never left "marked for deletion".
+// topic is never left "marked for deletion". __consumer_offsets cannot be
+// deleted (INVALID_REQUEST): it holds every group's offsets.
 
 import (
 	"context"
@@ -67,6 +68,14 @@ func handleDeleteTopics(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.Req
 				continue
 			}
 			st.Topic = &name
+		}
+		if name == offsetsTopic {
+			// Every group's offsets live there; Kafka's tools refuse this too.
+			st.ErrorCode = kerr.InvalidRequest.Code
+			msg := "__consumer_offsets is an internal topic and cannot be deleted"
+			st.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, st)
+			continue
 		}
 		t, err := b.deleteTopic(ctx, m, name, controller.TopicID(tg.id))
 		st.ErrorCode, st.ErrorMessage = errCode(err)

@@ -743,3 +743,54 @@ func TestGroupAPIVersionMatrix(t *testing.T) {
 		}
 	}
 }
+
+// TestOffsetsTopicIsInternal: __consumer_offsets exists at start with the
+// configured partition count, compacted, internal in Metadata; clients can
+// neither delete it nor create it with other settings.
+func TestOffsetsTopicIsInternal(t *testing.T) {
+	b := testbroker.Start(t, groupOverrides...)
+	waitCoordinator(t, b.Addr, "oi")
+	adm := newAdmin(t, b.Addr)
+	md, err := adm.Metadata(ctxFor(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, ok := md.Topics["__consumer_offsets"]
+	if !ok || !td.IsInternal || len(td.Partitions) != 5 {
+		t.Fatalf("__consumer_offsets in Metadata: found=%v internal=%v partitions=%d, want internal with 5", ok, td.IsInternal, len(td.Partitions))
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctxFor(t, 10*time.Second), "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("__consumer_offsets", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" || c.Key == "segment.bytes" {
+			seen++
+		}
+		if c.Key == "cleanup.policy" && (c.Value == nil || *c.Value != "compact") {
+			t.Fatalf("cleanup.policy %v, want compact", c.Value)
+		}
+		if c.Key == "segment.bytes" && (c.Value == nil || *c.Value != "104857600") {
+			t.Fatalf("segment.bytes %v, want 104857600", c.Value)
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("DescribeConfigs of __consumer_offsets lacks cleanup.policy or segment.bytes: %+v", rc.Configs)
+	}
+	dr, err := adm.DeleteTopics(ctxFor(t, 10*time.Second), "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !isErr(dr["__consumer_offsets"].Err, kerr.InvalidRequest) {
+		t.Fatalf("deleting __consumer_offsets: %v, want INVALID_REQUEST", dr["__consumer_offsets"].Err)
+	}
+	cr, err := adm.CreateTopic(ctxFor(t, 10*time.Second), 3, 1, nil, "__consumer_offsets")
+	if err != nil && !isErr(err, kerr.TopicAlreadyExists) || err == nil && !isErr(cr.Err, kerr.TopicAlreadyExists) {
+		t.Fatalf("creating __consumer_offsets: %v %v, want TOPIC_ALREADY_EXISTS", err, cr.Err)
+	}
+}
