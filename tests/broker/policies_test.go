@@ -118,6 +118,7 @@ func TestCompactionKeepsLastPerKey(t *testing.T) {
 	}
 	end := endOffset(t, b.Addr, "cmp", 0)
 
+	produced := time.Now()
 	var got []*kgo.Record
 	testbroker.Eventually(t, 30*time.Second, "the cleaner reduced cmp to the last record per key", func() bool {
 		got = consumeAll(t, b.Addr, "cmp")
@@ -126,6 +127,7 @@ func TestCompactionKeepsLastPerKey(t *testing.T) {
 		// they are filler (unique), so the count must match exactly.
 		return len(got) == len(want)
 	})
+	t.Logf("%d records reduced to %d, %v after the last produce", end, len(got), time.Since(produced).Round(time.Millisecond))
 	for _, r := range got {
 		w, ok := want[r.Offset]
 		if !ok {
