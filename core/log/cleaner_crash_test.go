@@ -105,14 +105,14 @@ func killTemplate(t *testing.T, dir string) []mrec {
 			recs = append(recs, appendRecords(t, l, cdc, rs)...)
 		}
 	}
-	add(1000, 1000)
+	add(700, 1000)
 	l.SetHighWatermark(l.LogEndOffset())
 	res, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: 5000, Config: killCleanCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	recs = modelClean(recs, res.CleanedTo, 5000, 1000)
-	add(1000, 6000)
+	add(700, 6000)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +130,11 @@ func TestCleanKill9(t *testing.T) {
 	if os.Getenv(cleanCrashEnv) != "" {
 		return
 	}
+	t0 := time.Now()
 	root := t.TempDir()
 	tmpl := filepath.Join(root, "template", "t-0")
 	pre := killTemplate(t, tmpl)
+	t.Logf("template written in %v", time.Since(t0))
 
 	// The clean done to completion: the post set and the steps.
 	done := filepath.Join(root, "done", "t-0")
@@ -173,7 +175,7 @@ func TestCleanKill9(t *testing.T) {
 	// Random kills are spread over a throttled clean of about 0.5 s.
 	rate := float64(res.BytesRead+res.BytesWritten) / 0.5
 	rounds := []string{"staged", "locked", "committed", renamed, removed, "checkpointed"}
-	for i := 0; i < 8; i++ {
+	for i := 0; i < 6; i++ {
 		rounds = append(rounds, "") // a random moment
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
@@ -261,7 +263,7 @@ func TestCleanKill9(t *testing.T) {
 			kind = "new"
 		}
 		outcome[kind]++
-		t.Logf("round %d: killed at %q (last line %q): %s set", round, stop, last, kind)
+		t.Logf("round %d at %v: killed at %q (last line %q): %s set", round, time.Since(t0).Round(time.Millisecond), stop, last, kind)
 	}
 	t.Logf("outcomes: %v", outcome)
 }

@@ -633,7 +633,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 1500; i++ {
+	for i := 0; i < 1000; i++ {
 		cdc, recs := randomBatch(rng, 40, time.Now().UnixMilli(), 10)
 		got := appendRecords(t, l, cdc, recs)
 		mu.Lock()
@@ -644,7 +644,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		}
 		mu.Unlock()
 		l.SetHighWatermark(l.LogEndOffset() - int64(rng.IntN(3)))
-		if i%400 == 399 {
+		if i%300 == 299 {
 			segs := l.Segments()
 			if _, err := l.DeleteSegmentsBelow(segs[1].Base); err != nil {
 				t.Fatal(err)
