@@ -212,16 +212,18 @@ type loadStats struct {
 // every batch (decompressing compressed ones), and apply each record to a
 // Loader. Records that do not decode are counted and skipped.
 func loadOffsetsLog(tb testing.TB, dir string) (Loaded, loadStats) {
-	return readOffsetsLog(tb, dir, true)
+	return readOffsetsLog(tb, dir, true, math.MaxInt64)
 }
 
 // readOffsetsLog is loadOffsetsLog; without apply it only reads and walks
-// the batches (the benchmark's split of the cost).
-func readOffsetsLog(tb testing.TB, dir string, applyRecords bool) (Loaded, loadStats) {
+// the batches (the benchmark's split of the cost). Log recovery re-reads
+// and CRC-checks the segments holding offsets >= recoveryPoint (0: all,
+// as after a kill -9 before any flush).
+func readOffsetsLog(tb testing.TB, dir string, applyRecords bool, recoveryPoint int64) (Loaded, loadStats) {
 	tb.Helper()
 	cfg := log.DefaultConfig()
 	cfg.SegmentBytes = 100 << 20
-	l, err := log.Open(dir, cfg, log.Options{RecoveryPoint: math.MaxInt64})
+	l, err := log.Open(dir, cfg, log.Options{RecoveryPoint: recoveryPoint})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -337,11 +339,22 @@ func BenchmarkLoad(b *testing.B) {
 		}
 		b.ReportMetric(float64(cpuTime()-cpu)/1e6/float64(b.N), "cpu-ms/op")
 	})
+	b.Run("load-recovering", func(b *testing.B) { // Open re-reads every segment first
+		b.SetBytes(size)
+		cpu := cpuTime()
+		for b.Loop() {
+			got, st := readOffsetsLog(b, dir, true, 0)
+			if st.Bad != 0 || got.Offsets.Len() != want.Offsets.Len() {
+				b.Fatalf("loaded %d offsets (%d bad); want %d", got.Offsets.Len(), st.Bad, want.Offsets.Len())
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-cpu)/1e6/float64(b.N), "cpu-ms/op")
+	})
 	b.Run("read-walk", func(b *testing.B) { // load without Loader.Apply
 		b.SetBytes(size)
 		cpu := cpuTime()
 		for b.Loop() {
-			if _, st := readOffsetsLog(b, dir, false); st.Bytes != size {
+			if _, st := readOffsetsLog(b, dir, false, math.MaxInt64); st.Bytes != size {
 				b.Fatalf("read %d bytes, want %d", st.Bytes, size)
 			}
 		}
@@ -367,4 +380,52 @@ func cpuTime() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkLoaderApply: Loader.Apply of the BenchmarkLoad records, already
+// in memory (no log, no batch walk), and Done.
+func BenchmarkLoaderApply(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "__consumer_offsets-0")
+	want, _ := writeOffsetsLog(b, dir, offsetsLogSpec{Commits: 1_000_000, Groups: 10_000, Codec: codec.None, Seed: 1})
+	var keys, values [][]byte
+	l, err := log.Open(dir, log.DefaultConfig(), log.Options{RecoveryPoint: math.MaxInt64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.SetHighWatermark(l.LogEndOffset())
+	res, err := l.Read(0, log.ReadOptions{MaxBytes: 1 << 30, Limit: log.LimitHighWatermark, MinOneBatch: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, res.Region.Len)
+	if _, err := res.Region.File.ReadAt(buf, res.Region.Pos); err != nil {
+		b.Fatal(err)
+	}
+	res.Release()
+	l.Close()
+	for len(buf) > 0 {
+		h, _ := segment.ParseHeader(buf)
+		if err := segment.WalkRecords(buf[:h.Size()], func(r segment.Record) error {
+			keys, values = append(keys, r.Key), append(values, r.Value)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		buf = buf[h.Size():]
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	for b.Loop() {
+		ld := NewLoader()
+		for i := range keys {
+			if err := ld.Apply(keys[i], values[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if got := ld.Done(); got.Offsets.Len() != want.Offsets.Len() {
+			b.Fatalf("%d offsets, want %d", got.Offsets.Len(), want.Offsets.Len())
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(len(keys)), "records")
 }

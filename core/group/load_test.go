@@ -78,6 +78,9 @@ func TestLoaderRandom(t *testing.T) {
 		for range 5000 {
 			g := fmt.Sprint("group-", rng.IntN(20))
 			k := OffsetKey{Group: g, Topic: fmt.Sprint("topic-", rng.IntN(3)), Partition: int32(rng.IntN(5))}
+			if rng.IntN(10) == 0 {
+				k.Partition = []int32{denseMax, 4000, -2}[rng.IntN(3)] // kept outside the dense slots
+			}
 			var key, value []byte
 			wantErr := false
 			switch op := rng.IntN(20); {

@@ -9,19 +9,100 @@ import (
 // __consumer_offsets partition): group -> topic -> partition -> Offset.
 // It is a plain data structure, not safe for concurrent use.
 type Offsets struct {
-	groups map[string]map[string]map[int32]Offset
+	groups map[string]map[string]*partOffsets
 	n      int
 	// The loader's last group and topic: a batch holds one group's
 	// commits, mostly of one topic. Cleared by every delete.
 	lastGroup  string
-	lastTopics map[string]map[int32]Offset
+	lastTopics map[string]*partOffsets
 	lastTopic  string
-	lastParts  map[int32]Offset
+	lastParts  *partOffsets
+}
+
+// denseMax: partitions below it are kept in a slice indexed by partition
+// (Kafka's partitions are numbered from 0 up), the others in a map.
+const denseMax = 1024
+
+// partOffsets are one topic's offsets of one group.
+type partOffsets struct {
+	dense  []slot
+	sparse map[int32]Offset
+	n      int
+}
+
+type slot struct {
+	v  Offset
+	ok bool
+}
+
+func (ps *partOffsets) get(p int32) (Offset, bool) {
+	if p >= 0 && int(p) < len(ps.dense) {
+		return ps.dense[p].v, ps.dense[p].ok
+	}
+	v, ok := ps.sparse[p]
+	return v, ok
+}
+
+// put stores v and reports whether p is new.
+func (ps *partOffsets) put(p int32, v Offset) bool {
+	if p >= 0 && p < denseMax {
+		if int(p) >= len(ps.dense) {
+			nd := make([]slot, min(max(int(p)+1, 2*len(ps.dense), 4), denseMax))
+			copy(nd, ps.dense)
+			ps.dense = nd
+		}
+		s := &ps.dense[p]
+		added := !s.ok
+		s.v, s.ok = v, true
+		if added {
+			ps.n++
+		}
+		return added
+	}
+	if ps.sparse == nil {
+		ps.sparse = make(map[int32]Offset)
+	}
+	n := len(ps.sparse)
+	ps.sparse[p] = v
+	added := len(ps.sparse) != n
+	if added {
+		ps.n++
+	}
+	return added
+}
+
+func (ps *partOffsets) del(p int32) bool {
+	if p >= 0 && int(p) < len(ps.dense) {
+		if !ps.dense[p].ok {
+			return false
+		}
+		ps.dense[p] = slot{}
+		ps.n--
+		return true
+	}
+	if _, ok := ps.sparse[p]; !ok {
+		return false
+	}
+	delete(ps.sparse, p)
+	ps.n--
+	return true
+}
+
+// each calls fn for every offset, the dense partitions in order first.
+func (ps *partOffsets) each(fn func(p int32, v Offset)) {
+	for i := range ps.dense {
+		if ps.dense[i].ok {
+			fn(int32(i), ps.dense[i].v)
+		}
+	}
+	for p, v := range ps.sparse {
+		fn(p, v)
+	}
 }
 
 // NewOffsets returns an empty set.
 func NewOffsets() *Offsets {
-	return &Offsets{groups: make(map[string]map[string]map[int32]Offset)}
+	return &Offsets{groups: make(map[string]map[string]*partOffsets)}
 }
 
 // Len is the number of committed offsets.
@@ -31,21 +112,17 @@ func (o *Offsets) Len() int { return o.n }
 func (o *Offsets) Commit(k OffsetKey, v Offset) {
 	topics := o.groups[k.Group]
 	if topics == nil {
-		topics = make(map[string]map[int32]Offset, 2)
+		topics = make(map[string]*partOffsets, 2)
 		o.groups[k.Group] = topics
 	}
-	o.commitIn(topics, k.Topic, k.Partition, v)
-}
-
-func (o *Offsets) commitIn(topics map[string]map[int32]Offset, topic string, p int32, v Offset) {
-	parts := topics[topic]
-	if parts == nil {
-		parts = make(map[int32]Offset, 4)
-		topics[topic] = parts
+	ps := topics[k.Topic]
+	if ps == nil {
+		ps = &partOffsets{}
+		topics[k.Topic] = ps
 	}
-	n := len(parts)
-	parts[p] = v
-	o.n += len(parts) - n
+	if ps.put(k.Partition, v) {
+		o.n++
+	}
 }
 
 // commitBytes is Commit for a key still in record bytes: the strings are
@@ -54,23 +131,22 @@ func (o *Offsets) commitBytes(group, topic []byte, p int32, v Offset) {
 	if o.lastTopics == nil || string(group) != o.lastGroup {
 		topics := o.groups[string(group)]
 		if topics == nil {
-			topics = make(map[string]map[int32]Offset, 2)
+			topics = make(map[string]*partOffsets, 2)
 			o.groups[string(group)] = topics
 		}
 		o.lastGroup, o.lastTopics, o.lastParts = string(group), topics, nil
 	}
 	if o.lastParts == nil || string(topic) != o.lastTopic {
-		parts := o.lastTopics[string(topic)]
-		if parts == nil {
-			parts = make(map[int32]Offset, 4)
-			o.lastTopics[string(topic)] = parts
+		ps := o.lastTopics[string(topic)]
+		if ps == nil {
+			ps = &partOffsets{}
+			o.lastTopics[string(topic)] = ps
 		}
-		o.lastTopic, o.lastParts = string(topic), parts
+		o.lastTopic, o.lastParts = string(topic), ps
 	}
-	parts := o.lastParts
-	n := len(parts)
-	parts[p] = v
-	o.n += len(parts) - n
+	if o.lastParts.put(p, v) {
+		o.n++
+	}
 }
 
 // forget drops the loader's cached maps (they may be removed).
@@ -80,8 +156,11 @@ func (o *Offsets) forget() {
 
 // Get returns the offset committed under k.
 func (o *Offsets) Get(k OffsetKey) (Offset, bool) {
-	v, ok := o.groups[k.Group][k.Topic][k.Partition]
-	return v, ok
+	ps := o.groups[k.Group][k.Topic]
+	if ps == nil {
+		return Offset{}, false
+	}
+	return ps.get(k.Partition)
 }
 
 // Group returns a copy of a group's offsets by topic and partition, nil
@@ -92,11 +171,9 @@ func (o *Offsets) Group(group string) map[string]map[int32]Offset {
 		return nil
 	}
 	c := make(map[string]map[int32]Offset, len(topics))
-	for t, parts := range topics {
-		pc := make(map[int32]Offset, len(parts))
-		for p, v := range parts {
-			pc[p] = v
-		}
+	for t, ps := range topics {
+		pc := make(map[int32]Offset, ps.n)
+		ps.each(func(p int32, v Offset) { pc[p] = v })
 		c[t] = pc
 	}
 	return c
@@ -115,14 +192,13 @@ func (o *Offsets) Groups() []string {
 // Delete removes the offset under k and reports whether there was one.
 func (o *Offsets) Delete(k OffsetKey) bool {
 	topics := o.groups[k.Group]
-	parts := topics[k.Topic]
-	if _, ok := parts[k.Partition]; !ok {
+	ps := topics[k.Topic]
+	if ps == nil || !ps.del(k.Partition) {
 		return false
 	}
-	delete(parts, k.Partition)
 	o.n--
 	o.forget()
-	if len(parts) == 0 {
+	if ps.n == 0 {
 		delete(topics, k.Topic)
 		if len(topics) == 0 {
 			delete(o.groups, k.Group)
@@ -133,7 +209,11 @@ func (o *Offsets) Delete(k OffsetKey) bool {
 
 // deleteBytes is Delete for a key still in record bytes.
 func (o *Offsets) deleteBytes(group, topic []byte, p int32) bool {
-	if _, ok := o.groups[string(group)][string(topic)][p]; !ok {
+	ps := o.groups[string(group)][string(topic)]
+	if ps == nil {
+		return false
+	}
+	if _, ok := ps.get(p); !ok {
 		return false
 	}
 	return o.Delete(OffsetKey{Group: string(group), Topic: string(topic), Partition: p})
@@ -147,10 +227,10 @@ func (o *Offsets) DeleteGroup(group string) []OffsetKey {
 		return nil
 	}
 	var keys []OffsetKey
-	for t, parts := range topics {
-		for p := range parts {
+	for t, ps := range topics {
+		ps.each(func(p int32, _ Offset) {
 			keys = append(keys, OffsetKey{Group: group, Topic: t, Partition: p})
-		}
+		})
 	}
 	o.n -= len(keys)
 	o.forget()
@@ -191,8 +271,8 @@ func (o *Offsets) Expired(nowMs, retentionMs int64, emptySince func(group string
 		if !empty {
 			continue
 		}
-		for t, parts := range topics {
-			for p, v := range parts {
+		for t, ps := range topics {
+			ps.each(func(p int32, v Offset) {
 				var expired bool
 				switch {
 				case v.ExpireTimestamp != -1:
@@ -205,7 +285,7 @@ func (o *Offsets) Expired(nowMs, retentionMs int64, emptySince func(group string
 				if expired {
 					out = append(out, OffsetKey{Group: g, Topic: t, Partition: p})
 				}
-			}
+			})
 		}
 	}
 	return out

@@ -118,8 +118,14 @@ func TestOffsetsRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	o := NewOffsets()
 	model := map[OffsetKey]Offset{}
+	// Partitions both in the dense range and outside it (kept in a map).
+	parts := []int32{0, 1, 2, 3, 17, denseMax - 1, denseMax, 5000, -1, 1<<31 - 1}
 	key := func() OffsetKey {
-		return OffsetKey{Group: fmt.Sprint("g", rng.IntN(8)), Topic: fmt.Sprint("t", rng.IntN(3)), Partition: int32(rng.IntN(4))}
+		p := int32(rng.IntN(4))
+		if rng.IntN(3) == 0 {
+			p = parts[rng.IntN(len(parts))]
+		}
+		return OffsetKey{Group: fmt.Sprint("g", rng.IntN(8)), Topic: fmt.Sprint("t", rng.IntN(3)), Partition: p}
 	}
 	for step := range 20000 {
 		switch op := rng.IntN(10); {
@@ -193,8 +199,21 @@ func TestOffsetsRandom(t *testing.T) {
 		}
 	}
 	groups := map[string]bool{}
-	for k := range model {
+	byGroup := map[string]map[string]map[int32]Offset{}
+	for k, v := range model {
 		groups[k.Group] = true
+		if byGroup[k.Group] == nil {
+			byGroup[k.Group] = map[string]map[int32]Offset{}
+		}
+		if byGroup[k.Group][k.Topic] == nil {
+			byGroup[k.Group][k.Topic] = map[int32]Offset{}
+		}
+		byGroup[k.Group][k.Topic][k.Partition] = v
+	}
+	for g, want := range byGroup {
+		if got := o.Group(g); !reflect.DeepEqual(got, want) {
+			t.Errorf("Group(%s) = %v, want %v", g, got, want)
+		}
 	}
 	for _, g := range o.Groups() {
 		if !groups[g] {
