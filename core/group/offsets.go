@@ -20,7 +20,9 @@ type Offsets struct {
 }
 
 // denseMax: partitions below it are kept in a slice indexed by partition
-// (Kafka's partitions are numbered from 0 up), the others in a map.
+// (Kafka's partitions are numbered from 0 up), the others in a map. Walks
+// (Expired, Group, DeleteGroup) visit a topic's slots up to its highest
+// dense partition.
 const denseMax = 1024
 
 // partOffsets are one topic's offsets of one group.
