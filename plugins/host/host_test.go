@@ -202,5 +202,9 @@ func TestSameAnswersInProcessAndPlugin(t *testing.T) {
 }
 
 func recordsRoundTrip(recs []plugins.Record, values bool) []plugins.Record {
-	return pluginpb.RecordsFromPB(pluginpb.RecordsToPB(recs, values))
+	out, err := pluginpb.RecordsFromPB(pluginpb.RecordsToPB(recs, values))
+	if err != nil {
+		panic(err)
+	}
+	return out
 }

@@ -434,36 +434,43 @@ func (x *Header) GetNullValue() bool {
 	return false
 }
 
-// Record mirrors plugins.Record. null_key tells a record without a key from
-// one with an empty key; value is only sent when the policy's Info asks for
-// values (and never for a tombstone).
-type Record struct {
+// Records is a batch of plugins.Record, column by column (a few large
+// fields instead of a message per record: far fewer allocations on both
+// sides). Record i has offsets[i], timestamps_ms[i], flags[i], and its key
+// is the next key_lengths[i] bytes of key_data (-1: no key). Values are
+// only sent when the policy's Info asks for them (value_lengths is then one
+// per record, -1 for null; otherwise empty); a tombstone's value is never
+// sent. header_counts is one per record when any record has headers
+// (otherwise empty); headers holds them all in record order.
+type Records struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	NullKey       bool                   `protobuf:"varint,3,opt,name=null_key,json=nullKey,proto3" json:"null_key,omitempty"`
-	TimestampMs   int64                  `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
-	Headers       []*Header              `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
-	Tombstone     bool                   `protobuf:"varint,6,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
-	Value         []byte                 `protobuf:"bytes,7,opt,name=value,proto3" json:"value,omitempty"`
+	Offsets       []int64                `protobuf:"varint,1,rep,packed,name=offsets,proto3" json:"offsets,omitempty"`
+	TimestampsMs  []int64                `protobuf:"varint,2,rep,packed,name=timestamps_ms,json=timestampsMs,proto3" json:"timestamps_ms,omitempty"`
+	Flags         []uint32               `protobuf:"varint,3,rep,packed,name=flags,proto3" json:"flags,omitempty"` // bit 0: tombstone
+	KeyLengths    []int32                `protobuf:"varint,4,rep,packed,name=key_lengths,json=keyLengths,proto3" json:"key_lengths,omitempty"`
+	KeyData       []byte                 `protobuf:"bytes,5,opt,name=key_data,json=keyData,proto3" json:"key_data,omitempty"`
+	ValueLengths  []int32                `protobuf:"varint,6,rep,packed,name=value_lengths,json=valueLengths,proto3" json:"value_lengths,omitempty"`
+	ValueData     []byte                 `protobuf:"bytes,7,opt,name=value_data,json=valueData,proto3" json:"value_data,omitempty"`
+	HeaderCounts  []uint32               `protobuf:"varint,8,rep,packed,name=header_counts,json=headerCounts,proto3" json:"header_counts,omitempty"`
+	Headers       []*Header              `protobuf:"bytes,9,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Record) Reset() {
-	*x = Record{}
+func (x *Records) Reset() {
+	*x = Records{}
 	mi := &file_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Record) String() string {
+func (x *Records) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Record) ProtoMessage() {}
+func (*Records) ProtoMessage() {}
 
-func (x *Record) ProtoReflect() protoreflect.Message {
+func (x *Records) ProtoReflect() protoreflect.Message {
 	mi := &file_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -475,56 +482,70 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Record.ProtoReflect.Descriptor instead.
-func (*Record) Descriptor() ([]byte, []int) {
+// Deprecated: Use Records.ProtoReflect.Descriptor instead.
+func (*Records) Descriptor() ([]byte, []int) {
 	return file_policy_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *Record) GetOffset() int64 {
+func (x *Records) GetOffsets() []int64 {
 	if x != nil {
-		return x.Offset
-	}
-	return 0
-}
-
-func (x *Record) GetKey() []byte {
-	if x != nil {
-		return x.Key
+		return x.Offsets
 	}
 	return nil
 }
 
-func (x *Record) GetNullKey() bool {
+func (x *Records) GetTimestampsMs() []int64 {
 	if x != nil {
-		return x.NullKey
+		return x.TimestampsMs
 	}
-	return false
+	return nil
 }
 
-func (x *Record) GetTimestampMs() int64 {
+func (x *Records) GetFlags() []uint32 {
 	if x != nil {
-		return x.TimestampMs
+		return x.Flags
 	}
-	return 0
+	return nil
 }
 
-func (x *Record) GetHeaders() []*Header {
+func (x *Records) GetKeyLengths() []int32 {
+	if x != nil {
+		return x.KeyLengths
+	}
+	return nil
+}
+
+func (x *Records) GetKeyData() []byte {
+	if x != nil {
+		return x.KeyData
+	}
+	return nil
+}
+
+func (x *Records) GetValueLengths() []int32 {
+	if x != nil {
+		return x.ValueLengths
+	}
+	return nil
+}
+
+func (x *Records) GetValueData() []byte {
+	if x != nil {
+		return x.ValueData
+	}
+	return nil
+}
+
+func (x *Records) GetHeaderCounts() []uint32 {
+	if x != nil {
+		return x.HeaderCounts
+	}
+	return nil
+}
+
+func (x *Records) GetHeaders() []*Header {
 	if x != nil {
 		return x.Headers
-	}
-	return nil
-}
-
-func (x *Record) GetTombstone() bool {
-	if x != nil {
-		return x.Tombstone
-	}
-	return false
-}
-
-func (x *Record) GetValue() []byte {
-	if x != nil {
-		return x.Value
 	}
 	return nil
 }
@@ -649,7 +670,7 @@ func (x *Pass) GetPassId() uint64 {
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PassId        uint64                 `protobuf:"varint,1,opt,name=pass_id,json=passId,proto3" json:"pass_id,omitempty"`
-	Records       []*Record              `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	Records       *Records               `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,7 +712,7 @@ func (x *Batch) GetPassId() uint64 {
 	return 0
 }
 
-func (x *Batch) GetRecords() []*Record {
+func (x *Batch) GetRecords() *Records {
 	if x != nil {
 		return x.Records
 	}
@@ -786,15 +807,19 @@ const file_policy_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1d\n" +
 	"\n" +
-	"null_value\x18\x03 \x01(\bR\tnullValue\"\xd8\x01\n" +
-	"\x06Record\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\x12\x19\n" +
-	"\bnull_key\x18\x03 \x01(\bR\anullKey\x12!\n" +
-	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x122\n" +
-	"\aheaders\x18\x05 \x03(\v2\x18.brokkr.plugin.v1.HeaderR\aheaders\x12\x1c\n" +
-	"\ttombstone\x18\x06 \x01(\bR\ttombstone\x12\x14\n" +
-	"\x05value\x18\a \x01(\fR\x05value\"\xe0\x01\n" +
+	"null_value\x18\x03 \x01(\bR\tnullValue\"\xb7\x02\n" +
+	"\aRecords\x12\x18\n" +
+	"\aoffsets\x18\x01 \x03(\x03R\aoffsets\x12#\n" +
+	"\rtimestamps_ms\x18\x02 \x03(\x03R\ftimestampsMs\x12\x14\n" +
+	"\x05flags\x18\x03 \x03(\rR\x05flags\x12\x1f\n" +
+	"\vkey_lengths\x18\x04 \x03(\x05R\n" +
+	"keyLengths\x12\x19\n" +
+	"\bkey_data\x18\x05 \x01(\fR\akeyData\x12#\n" +
+	"\rvalue_lengths\x18\x06 \x03(\x05R\fvalueLengths\x12\x1d\n" +
+	"\n" +
+	"value_data\x18\a \x01(\fR\tvalueData\x12#\n" +
+	"\rheader_counts\x18\b \x03(\rR\fheaderCounts\x122\n" +
+	"\aheaders\x18\t \x03(\v2\x18.brokkr.plugin.v1.HeaderR\aheaders\"\xe0\x01\n" +
 	"\x10CompactionParams\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12F\n" +
@@ -804,10 +829,10 @@ const file_policy_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1f\n" +
 	"\x04Pass\x12\x17\n" +
-	"\apass_id\x18\x01 \x01(\x04R\x06passId\"T\n" +
+	"\apass_id\x18\x01 \x01(\x04R\x06passId\"U\n" +
 	"\x05Batch\x12\x17\n" +
-	"\apass_id\x18\x01 \x01(\x04R\x06passId\x122\n" +
-	"\arecords\x18\x02 \x03(\v2\x18.brokkr.plugin.v1.RecordR\arecords\"+\n" +
+	"\apass_id\x18\x01 \x01(\x04R\x06passId\x123\n" +
+	"\arecords\x18\x02 \x01(\v2\x19.brokkr.plugin.v1.RecordsR\arecords\"+\n" +
 	"\x0fSurvivorOffsets\x12\x18\n" +
 	"\aoffsets\x18\x01 \x03(\x03R\aoffsets2\x9b\x01\n" +
 	"\tRetention\x12=\n" +
@@ -841,7 +866,7 @@ var file_policy_proto_goTypes = []any{
 	(*RetentionInput)(nil),    // 3: brokkr.plugin.v1.RetentionInput
 	(*RetentionDecision)(nil), // 4: brokkr.plugin.v1.RetentionDecision
 	(*Header)(nil),            // 5: brokkr.plugin.v1.Header
-	(*Record)(nil),            // 6: brokkr.plugin.v1.Record
+	(*Records)(nil),           // 6: brokkr.plugin.v1.Records
 	(*CompactionParams)(nil),  // 7: brokkr.plugin.v1.CompactionParams
 	(*Pass)(nil),              // 8: brokkr.plugin.v1.Pass
 	(*Batch)(nil),             // 9: brokkr.plugin.v1.Batch
@@ -852,9 +877,9 @@ var file_policy_proto_goTypes = []any{
 var file_policy_proto_depIdxs = []int32{
 	2,  // 0: brokkr.plugin.v1.RetentionInput.segments:type_name -> brokkr.plugin.v1.Segment
 	11, // 1: brokkr.plugin.v1.RetentionInput.config:type_name -> brokkr.plugin.v1.RetentionInput.ConfigEntry
-	5,  // 2: brokkr.plugin.v1.Record.headers:type_name -> brokkr.plugin.v1.Header
+	5,  // 2: brokkr.plugin.v1.Records.headers:type_name -> brokkr.plugin.v1.Header
 	12, // 3: brokkr.plugin.v1.CompactionParams.config:type_name -> brokkr.plugin.v1.CompactionParams.ConfigEntry
-	6,  // 4: brokkr.plugin.v1.Batch.records:type_name -> brokkr.plugin.v1.Record
+	6,  // 4: brokkr.plugin.v1.Batch.records:type_name -> brokkr.plugin.v1.Records
 	0,  // 5: brokkr.plugin.v1.Retention.Info:input_type -> brokkr.plugin.v1.Empty
 	3,  // 6: brokkr.plugin.v1.Retention.Decide:input_type -> brokkr.plugin.v1.RetentionInput
 	0,  // 7: brokkr.plugin.v1.Compaction.Info:input_type -> brokkr.plugin.v1.Empty

@@ -213,8 +213,12 @@ func (s *compactionServer) Scan(stream grpc.ClientStreamingServer[Batch, Empty])
 		if err != nil {
 			return err
 		}
+		recs, err := RecordsFromPB(b.GetRecords())
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
 		p.mu.Lock()
-		err = p.pass.Scan(ctx, RecordsFromPB(b.Records))
+		err = p.pass.Scan(ctx, recs)
 		p.mu.Unlock()
 		if err != nil {
 			return policyError(err)
@@ -228,9 +232,13 @@ func (s *compactionServer) Survivors(ctx context.Context, b *Batch) (_ *Survivor
 	if err != nil {
 		return nil, err
 	}
+	recs, err := RecordsFromPB(b.GetRecords())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	offs, err := p.pass.Survivors(ctx, RecordsFromPB(b.Records))
+	offs, err := p.pass.Survivors(ctx, recs)
 	if err != nil {
 		return nil, policyError(err)
 	}
@@ -302,50 +310,121 @@ func CompactionParamsFromPB(p *CompactionParams) plugins.CompactionParams {
 	return plugins.CompactionParams{Topic: p.GetTopic(), Partition: p.GetPartition(), Config: cfg, NowMs: p.GetNowMs()}
 }
 
-// RecordsToPB converts records; values are sent only when withValues (the
-// policy's Info.NeedsValues) and the record is not a tombstone.
-func RecordsToPB(recs []plugins.Record, withValues bool) []*Record {
-	out := make([]*Record, len(recs))
-	for i, r := range recs {
-		pr := &Record{Offset: r.Offset, Key: r.Key, NullKey: r.Key == nil, TimestampMs: r.TimestampMs, Tombstone: r.Tombstone}
+const flagTombstone = 1
+
+// RecordsToPB converts records to columns; values are sent only when
+// withValues (the policy's Info.NeedsValues) and the record is not a
+// tombstone.
+func RecordsToPB(recs []plugins.Record, withValues bool) *Records {
+	n := len(recs)
+	out := &Records{Offsets: make([]int64, n), TimestampsMs: make([]int64, n), Flags: make([]uint32, n), KeyLengths: make([]int32, n)}
+	keyBytes, valBytes, hdrs := 0, 0, 0
+	for _, r := range recs {
+		keyBytes += len(r.Key)
 		if withValues && !r.Tombstone {
-			pr.Value = r.Value
+			valBytes += len(r.Value)
 		}
-		if len(r.Headers) > 0 {
-			pr.Headers = make([]*Header, len(r.Headers))
-			for j, h := range r.Headers {
-				pr.Headers[j] = &Header{Key: h.Key, Value: h.Value, NullValue: h.Value == nil}
+		hdrs += len(r.Headers)
+	}
+	out.KeyData = make([]byte, 0, keyBytes)
+	if withValues {
+		out.ValueLengths = make([]int32, n)
+		out.ValueData = make([]byte, 0, valBytes)
+	}
+	if hdrs > 0 {
+		out.HeaderCounts = make([]uint32, n)
+		out.Headers = make([]*Header, 0, hdrs)
+	}
+	for i, r := range recs {
+		out.Offsets[i], out.TimestampsMs[i] = r.Offset, r.TimestampMs
+		if r.Tombstone {
+			out.Flags[i] = flagTombstone
+		}
+		if r.Key == nil {
+			out.KeyLengths[i] = -1
+		} else {
+			out.KeyLengths[i] = int32(len(r.Key))
+			out.KeyData = append(out.KeyData, r.Key...)
+		}
+		if withValues {
+			if r.Tombstone || r.Value == nil {
+				out.ValueLengths[i] = -1
+			} else {
+				out.ValueLengths[i] = int32(len(r.Value))
+				out.ValueData = append(out.ValueData, r.Value...)
 			}
 		}
-		out[i] = pr
+		if hdrs > 0 {
+			out.HeaderCounts[i] = uint32(len(r.Headers))
+			for _, h := range r.Headers {
+				out.Headers = append(out.Headers, &Header{Key: h.Key, Value: h.Value, NullValue: h.Value == nil})
+			}
+		}
 	}
 	return out
 }
 
-// RecordsFromPB converts back, restoring nil (null) against empty keys,
-// values and header values.
-func RecordsFromPB(recs []*Record) []plugins.Record {
-	out := make([]plugins.Record, len(recs))
-	for i, r := range recs {
-		rec := plugins.Record{Offset: r.GetOffset(), TimestampMs: r.GetTimestampMs(), Tombstone: r.GetTombstone()}
-		if !r.GetNullKey() {
-			rec.Key = nonNil(r.GetKey())
+// ErrBadBatch reports columns that do not fit together.
+var ErrBadBatch = errors.New("pluginpb: malformed record batch")
+
+// RecordsFromPB converts columns back, restoring nil (null) against empty
+// keys, values and header values. Keys and values share one backing array
+// per batch. Columns that do not fit together are ErrBadBatch.
+func RecordsFromPB(in *Records) ([]plugins.Record, error) {
+	n := len(in.GetOffsets())
+	if len(in.GetTimestampsMs()) != n || len(in.GetFlags()) != n || len(in.GetKeyLengths()) != n ||
+		(len(in.GetValueLengths()) != 0 && len(in.GetValueLengths()) != n) ||
+		(len(in.GetHeaderCounts()) != 0 && len(in.GetHeaderCounts()) != n) {
+		return nil, fmt.Errorf("%w: column lengths differ", ErrBadBatch)
+	}
+	out := make([]plugins.Record, n)
+	keys, vals, hdrs := in.GetKeyData(), in.GetValueData(), in.GetHeaders()
+	for i := range out {
+		r := &out[i]
+		r.Offset, r.TimestampMs, r.Tombstone = in.Offsets[i], in.TimestampsMs[i], in.Flags[i]&flagTombstone != 0
+		var err error
+		if r.Key, keys, err = take(keys, in.KeyLengths[i]); err != nil {
+			return nil, fmt.Errorf("%w: record %d key: %v", ErrBadBatch, i, err)
 		}
-		if !rec.Tombstone && r.GetValue() != nil {
-			rec.Value = r.GetValue()
-		}
-		if hs := r.GetHeaders(); len(hs) > 0 {
-			rec.Headers = make([]plugins.Header, len(hs))
-			for j, h := range hs {
-				rec.Headers[j] = plugins.Header{Key: h.GetKey()}
-				if !h.GetNullValue() {
-					rec.Headers[j].Value = nonNil(h.GetValue())
-				}
+		if len(in.ValueLengths) == n {
+			if r.Value, vals, err = take(vals, in.ValueLengths[i]); err != nil {
+				return nil, fmt.Errorf("%w: record %d value: %v", ErrBadBatch, i, err)
+			}
+			if r.Tombstone {
+				r.Value = nil
 			}
 		}
-		out[i] = rec
+		if len(in.HeaderCounts) == n && in.HeaderCounts[i] > 0 {
+			c := int(in.HeaderCounts[i])
+			if c > len(hdrs) {
+				return nil, fmt.Errorf("%w: record %d: %d headers, %d left", ErrBadBatch, i, c, len(hdrs))
+			}
+			r.Headers = make([]plugins.Header, c)
+			for j, h := range hdrs[:c] {
+				r.Headers[j] = plugins.Header{Key: h.GetKey()}
+				if !h.GetNullValue() {
+					r.Headers[j].Value = nonNil(h.GetValue())
+				}
+			}
+			hdrs = hdrs[c:]
+		}
 	}
-	return out
+	if len(keys) != 0 || len(vals) != 0 || len(hdrs) != 0 {
+		return nil, fmt.Errorf("%w: %d key bytes, %d value bytes, %d headers left over", ErrBadBatch, len(keys), len(vals), len(hdrs))
+	}
+	return out, nil
+}
+
+// take cuts the next n bytes (n = -1: nil) off data, capacity-limited so
+// that an append by the policy cannot overwrite the next record's bytes.
+func take(data []byte, n int32) (field, rest []byte, err error) {
+	switch {
+	case n == -1:
+		return nil, data, nil
+	case n < 0 || int(n) > len(data):
+		return nil, nil, fmt.Errorf("length %d with %d bytes left", n, len(data))
+	}
+	return nonNil(data[:n:n]), data[n:], nil
 }
 
 func nonNil(b []byte) []byte {
@@ -358,7 +437,7 @@ func nonNil(b []byte) []byte {
 // RecordWireBytes estimates the encoded size of one record (an upper bound
 // good enough for chunking).
 func RecordWireBytes(r plugins.Record, withValues bool) int {
-	n := 48 + len(r.Key)
+	n := 40 + len(r.Key)
 	if withValues && !r.Tombstone {
 		n += len(r.Value)
 	}

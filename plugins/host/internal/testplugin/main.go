@@ -14,7 +14,8 @@
 //	foreign         Survivors: an offset not in the batch
 //	twice           Survivors: an offset listed twice
 //
-// BROKKR_TESTPLUGIN_SERVES=retention|compaction serves only that kind.
+// BROKKR_TESTPLUGIN_SERVES=retention|compaction serves only that kind;
+// BROKKR_TESTPLUGIN_CPUPROFILE=<file> writes a CPU profile (benchmarks).
 //
 // It is built into a temporary directory by the tests; it is not a product.
 package main
@@ -22,6 +23,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/brokkr/brokkr/plugins"
@@ -110,6 +112,12 @@ func main() {
 		o.Compaction = nil
 	case "compaction":
 		o.Retention = nil
+	}
+	if path := os.Getenv("BROKKR_TESTPLUGIN_CPUPROFILE"); path != "" { // for benchmarks
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
 	}
 	sdk.Serve(o)
 }
