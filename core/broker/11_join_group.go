@@ -62,6 +62,12 @@ func handleJoinGroup(_ context.Context, b *Broker, rc *reqCtx, kreq kmsg.Request
 		b.log.Debug("join group", "group", req.Group, "member", req.MemberID, "reason", *req.Reason)
 	}
 	s.apply(e, e.g.Join(now, j), now)
+	if e.g.State() == group.Empty && e.g.IsEmpty() && e.g.Generation() == 0 && len(s.offsets.Group(req.Group)) == 0 {
+		// The join was refused (a bad session time-out, protocol, ...):
+		// do not keep a group that never had a member, as Kafka validates
+		// before it creates one.
+		s.drop(e)
+	}
 	s.mu.Unlock()
 	return b.awaitGroup(ch, build)
 }

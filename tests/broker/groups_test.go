@@ -794,3 +794,35 @@ func TestOffsetsTopicIsInternal(t *testing.T) {
 		t.Fatalf("creating __consumer_offsets: %v %v, want TOPIC_ALREADY_EXISTS", err, cr.Err)
 	}
 }
+
+// TestJoinGroupRefusals: a session time-out outside the configured bounds
+// is INVALID_SESSION_TIMEOUT, an empty protocol list
+// INCONSISTENT_GROUP_PROTOCOL, an empty group id INVALID_GROUP_ID; none of
+// them leaves a group behind in ListGroups.
+func TestJoinGroupRefusals(t *testing.T) {
+	b := testbroker.Start(t, "group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=5", "group.max.session.timeout.ms=20000")
+	waitCoordinator(t, b.Addr, "jr")
+	rc := dial(t, b.Addr)
+	for _, tc := range []struct {
+		name    string
+		mod     func(*kmsg.JoinGroupRequest)
+		wantErr *kerr.Error
+	}{
+		{"short session", func(r *kmsg.JoinGroupRequest) { r.SessionTimeoutMillis = 100 }, kerr.InvalidSessionTimeout},
+		{"long session", func(r *kmsg.JoinGroupRequest) { r.SessionTimeoutMillis = 30000 }, kerr.InvalidSessionTimeout},
+		{"no protocols", func(r *kmsg.JoinGroupRequest) { r.Protocols = nil }, kerr.InconsistentGroupProtocol},
+		{"empty group id", func(r *kmsg.JoinGroupRequest) { r.Group = "" }, kerr.InvalidGroupID},
+	} {
+		req := joinReq(5, "jr", "")
+		tc.mod(req)
+		resp := rc.mustRoundTrip(req).(*kmsg.JoinGroupResponse)
+		if resp.ErrorCode != tc.wantErr.Code || resp.Generation != -1 {
+			t.Errorf("%s: error %d generation %d, want %s and -1", tc.name, resp.ErrorCode, resp.Generation, tc.wantErr.Message)
+		}
+	}
+	req := kmsg.NewPtrListGroupsRequest()
+	req.SetVersion(4)
+	if gs := rc.mustRoundTrip(req).(*kmsg.ListGroupsResponse).Groups; len(gs) != 0 {
+		t.Fatalf("refused joins left groups behind: %+v", gs)
+	}
+}
