@@ -62,7 +62,14 @@ func (s *Server) Start(ctx context.Context) error {
 		if logger == nil {
 			logger = slog.New(slog.DiscardHandler)
 		}
-		h, err := host.New(host.Options{Dir: s.Config.PluginDir, Logger: logger.With("component", "plugins")})
+		ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+		h, err := host.New(host.Options{
+			Dir:         s.Config.PluginDir,
+			CallTimeout: ms(s.Config.PluginCallTimeoutMs), StartTimeout: ms(s.Config.PluginStartTimeoutMs),
+			HealthInterval: ms(s.Config.PluginHealthIntervalMs),
+			MinBackoff:     ms(s.Config.PluginRestartBackoffMs), MaxBackoff: ms(s.Config.PluginRestartBackoffMaxMs),
+			Logger: logger.With("component", "plugins"),
+		})
 		if err != nil {
 			_ = c.Close()
 			return err

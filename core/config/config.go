@@ -96,7 +96,13 @@ type Config struct {
 	NetworkSendfile bool
 	GossipBind      string // brokkr.gossip.bind: ip:port of this node's gossip listener
 	PluginDir       string // brokkr.plugin.dir
-	AdminListen     string // brokkr.admin.listener: host:port for /metrics and health; "" = off
+	// Plugin process limits (plugins/host.Options).
+	PluginCallTimeoutMs       int64  // brokkr.plugin.call.timeout.ms
+	PluginStartTimeoutMs      int64  // brokkr.plugin.start.timeout.ms
+	PluginHealthIntervalMs    int64  // brokkr.plugin.health.interval.ms
+	PluginRestartBackoffMs    int64  // brokkr.plugin.restart.backoff.ms (first restart delay)
+	PluginRestartBackoffMaxMs int64  // brokkr.plugin.restart.backoff.max.ms
+	AdminListen               string // brokkr.admin.listener: host:port for /metrics and health; "" = off
 
 	// Set records, for each key given explicitly, where it was set; the
 	// broker uses it to report config sources (DescribeConfigs).
@@ -162,6 +168,12 @@ func DefaultConfig() Config {
 		ZookeeperConnectionTimeoutMs: -1,
 		CoordinationSessionTimeoutMs: 3000,
 		NetworkSendfile:              true,
+
+		PluginCallTimeoutMs:       10000,
+		PluginStartTimeoutMs:      10000,
+		PluginHealthIntervalMs:    10000,
+		PluginRestartBackoffMs:    1000,
+		PluginRestartBackoffMaxMs: 60000,
 	}
 }
 
@@ -300,6 +312,11 @@ var keys = []key{
 	{name: "brokkr.network.sendfile", kind: kBool, field: func(c *Config) any { return &c.NetworkSendfile }},
 	{name: "brokkr.gossip.bind", kind: kString, field: func(c *Config) any { return &c.GossipBind }},
 	{name: "brokkr.plugin.dir", kind: kString, field: func(c *Config) any { return &c.PluginDir }},
+	{name: "brokkr.plugin.call.timeout.ms", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.PluginCallTimeoutMs }},
+	{name: "brokkr.plugin.start.timeout.ms", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.PluginStartTimeoutMs }},
+	{name: "brokkr.plugin.health.interval.ms", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.PluginHealthIntervalMs }},
+	{name: "brokkr.plugin.restart.backoff.ms", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.PluginRestartBackoffMs }},
+	{name: "brokkr.plugin.restart.backoff.max.ms", kind: kLong, min: 1, max: maxInt32, field: func(c *Config) any { return &c.PluginRestartBackoffMaxMs }},
 	{name: "brokkr.admin.listener", kind: kString, field: func(c *Config) any { return &c.AdminListen }},
 }
 
@@ -516,6 +533,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.LogDirs) == 0 {
 		bad("log.dirs", "at least one log directory is required")
+	}
+	if c.PluginRestartBackoffMs > c.PluginRestartBackoffMaxMs {
+		bad("brokkr.plugin.restart.backoff.ms", "%d is above brokkr.plugin.restart.backoff.max.ms=%d", c.PluginRestartBackoffMs, c.PluginRestartBackoffMaxMs)
 	}
 	if c.MessageMaxBytes > c.SocketRequestMaxBytes {
 		bad("message.max.bytes", "%d is larger than socket.request.max.bytes=%d", c.MessageMaxBytes, c.SocketRequestMaxBytes)

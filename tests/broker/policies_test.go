@@ -262,7 +262,8 @@ func TestPluginConfigsRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "notexec"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	with := testbroker.Start(t, "brokkr.plugin.dir="+dir, "log.retention.check.interval.ms=200")
+	with := testbroker.Start(t, "brokkr.plugin.dir="+dir, "log.retention.check.interval.ms=200",
+		"brokkr.plugin.start.timeout.ms=2000", "brokkr.plugin.restart.backoff.ms=100", "brokkr.plugin.restart.backoff.max.ms=500")
 	without := testbroker.Start(t)
 
 	create := func(addr, topic, key, value string) (error, string) {
