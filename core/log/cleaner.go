@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -78,6 +79,10 @@ type CleanResult struct {
 	// number that replaced them.
 	SegmentsBefore, SegmentsAfter int
 	Took                          time.Duration
+	// SwapTook is how long the log's lock was held (the commit record,
+	// renames and directory syncs of the swap): appends and fetches wait
+	// this long, never the whole clean.
+	SwapTook time.Duration
 }
 
 // CleanState is what a cleaner loop needs to choose a log.
@@ -104,6 +109,10 @@ type CleanState struct {
 type cleanerState struct {
 	mu        sync.Mutex // one Clean at a time; taken before Log.mu
 	cleanedTo int64      // guarded by Log.mu
+	// finishMu guards pending and the checkpoint file's writes; taken after
+	// Log.mu when both are held.
+	finishMu sync.Mutex
+	pending  *pendingSwap
 	// step, when set (tests), is called at each named step of a clean; a
 	// panic there simulates a crash at that point.
 	step func(name string)
@@ -265,9 +274,8 @@ type srcSeg struct {
 // crash-safe (package doc, "Cleaning"). A policy error, an invalid
 // Survivors answer or a log that changed meanwhile (ErrCleanAborted)
 // changes nothing and leaves no file behind.
-func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
+func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err error) {
 	t0 := time.Now()
-	var res CleanResult
 	if o.Policy == nil {
 		return res, errors.New("log: clean: no compaction policy")
 	}
@@ -321,8 +329,12 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 		return res, nil // nothing dirty
 	}
 
-	// A stale commit record (its removal not yet durable) must go before
-	// new .cleaned files appear, or a crash could apply it to them.
+	// A pending or stale commit record (its removal not yet durable) must
+	// go before new .cleaned files appear, or a crash could apply it to
+	// them.
+	if err := l.finishPending(); err != nil {
+		return res, err
+	}
 	if err := l.removeCleanLeftovers(); err != nil {
 		return res, err
 	}
@@ -375,13 +387,34 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 	l.fs.RemoveAll(staging)
 	l.cleanStep("staged")
 
-	// Swap under the lock.
+	// The commit record, written and synced before the lock; renaming it
+	// into place (and syncing the directory) is the commit.
 	oldBases := make([]int64, len(srcs))
 	for i := range srcs {
 		oldBases[i] = srcs[i].base
 	}
+	if err := prepareSwapRecord(l.fs, l.dir, oldBases, newBases, end); err != nil {
+		return fail(err)
+	}
+	fail = func(err error) (CleanResult, error) {
+		l.fs.Remove(filepath.Join(l.dir, cleanerSwapFile+".tmp"))
+		l.discardStaged(newBases)
+		res.Took = time.Since(t0)
+		return res, err
+	}
+
+	// Swap under the lock.
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	locked := time.Now()
+	unlocked := false
+	unlock := func() {
+		if !unlocked {
+			unlocked = true
+			res.SwapTook = time.Since(locked)
+			l.mu.Unlock()
+		}
+	}
+	defer unlock()
 	changed := l.closed || len(l.segs) <= len(srcs) || l.segs[len(srcs)].Base() != end
 	for i := 0; !changed && i < len(srcs); i++ {
 		changed = l.segs[i] != srcs[i].s || l.segs[i].NextOffset() != srcs[i].next
@@ -390,19 +423,24 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 		// Closed, maybe deleted: if the partition dir was renamed away while
 		// we staged, our MkdirAll made an empty one again; take it back
 		// (Remove fails on a dir that still holds the log).
-		l.discardStaged(newBases)
+		fail(ErrClosed)
 		l.fs.Remove(l.dir)
-		res.Took = time.Since(t0)
 		return res, ErrClosed
 	}
 	if changed {
 		return fail(ErrCleanAborted)
 	}
 	l.cleanStep("locked")
-	if err := writeSwapRecord(l.fs, l.dir, oldBases, newBases, end); err != nil {
+	if err := commitSwapRecord(l.fs, l.dir); err != nil {
+		// Not committed unless the rename happened and the sync failed;
+		// either way the old files are untouched: remove the record so
+		// that no later Open applies it.
 		l.fs.Remove(filepath.Join(l.dir, cleanerSwapFile))
 		return fail(l.storageError(err))
 	}
+	l.cl.finishMu.Lock()
+	l.cl.pending = &pendingSwap{oldBases: oldBases, newBases: newBases, cleanedTo: end}
+	l.cl.finishMu.Unlock()
 	l.cleanStep("committed")
 	// From here the new set is the truth on disk: any failure takes the log
 	// offline and Open completes the swap.
@@ -418,7 +456,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 		res.Took = time.Since(t0)
 		return res, l.storageError(fmt.Errorf("%w: log %s taken offline after a committed clean; reopening completes the swap: %w", ErrStorage, l.dir, err))
 	}
-	if err := finishSwap(l.fs, l.dir, oldBases, newBases, end, l.cleanStep); err != nil {
+	if err := applySwap(l.fs, l.dir, oldBases, newBases, l.cleanStep); err != nil {
 		return offline(err, nil)
 	}
 	var opened []*seg
@@ -446,11 +484,21 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (CleanResult, error) {
 	}
 	l.segs = append(opened, l.segs[len(srcs):]...)
 	l.cl.cleanedTo = end
+	unlock()
+	l.cleanStep("swapped")
+
+	// Make the swap durable and drop the commit record, without the lock.
+	if err := l.finishPending(); err != nil {
+		// The new set is in use; the record stays and the next clean,
+		// truncation or Open completes it.
+		l.log.Warn("cannot complete a clean's swap on disk; will retry", "err", err)
+	}
 	res.CleanedTo = end
 	res.SegmentsBefore, res.SegmentsAfter = len(srcs), len(opened)
 	res.Took = time.Since(t0)
 	l.log.Info("cleaned", "from", res.FirstDirty, "to", end, "segments_before", res.SegmentsBefore, "segments_after", res.SegmentsAfter,
-		"records_kept", res.RecordsKept, "records_removed", res.RecordsRemoved, "bytes_read", res.BytesRead, "bytes_written", res.BytesWritten, "took", res.Took)
+		"records_kept", res.RecordsKept, "records_removed", res.RecordsRemoved, "bytes_read", res.BytesRead, "bytes_written", res.BytesWritten,
+		"took", res.Took, "swap_took", res.SwapTook)
 	return res, nil
 }
 
@@ -907,18 +955,49 @@ func (l *Log) removeCleanLeftovers() error {
 	return nil
 }
 
-// writeSwapRecord commits a clean: the record names the replaced segments,
-// the new ones and the new cleaner checkpoint. It is written to a temp
-// file, synced, renamed into place and the directory synced.
-func writeSwapRecord(fsys segment.FS, dir string, oldBases, newBases []int64, cleanedTo int64) error {
-	lines := []string{"cleaned-to " + strconv.FormatInt(cleanedTo, 10)}
-	for _, b := range oldBases {
-		lines = append(lines, "old "+strconv.FormatInt(b, 10))
+// prepareSwapRecord writes the commit record of a clean to
+// cleaner-swap.tmp and syncs it: the replaced segments, the new ones and
+// the new cleaner checkpoint.
+func prepareSwapRecord(fsys segment.FS, dir string, oldBases, newBases []int64, cleanedTo int64) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "0\n%d\n", 1+len(oldBases)+len(newBases))
+	fmt.Fprintf(&b, "cleaned-to %d\n", cleanedTo)
+	for _, o := range oldBases {
+		fmt.Fprintf(&b, "old %d\n", o)
 	}
-	for _, b := range newBases {
-		lines = append(lines, "new "+strconv.FormatInt(b, 10))
+	for _, n := range newBases {
+		fmt.Fprintf(&b, "new %d\n", n)
 	}
-	return writeCheckpointFile(fsys, filepath.Join(dir, cleanerSwapFile), lines)
+	tmp := filepath.Join(dir, cleanerSwapFile+".tmp")
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("%w: create %s: %w", ErrStorage, tmp, err)
+	}
+	_, err = f.WriteAt([]byte(b.String()), 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("%w: write %s: %w", ErrStorage, tmp, err)
+	}
+	return nil
+}
+
+// commitSwapRecord renames the prepared record into place and syncs the
+// directory: the commit point of a clean.
+func commitSwapRecord(fsys segment.FS, dir string) error {
+	tmp, name := filepath.Join(dir, cleanerSwapFile+".tmp"), filepath.Join(dir, cleanerSwapFile)
+	if err := fsys.Rename(tmp, name); err != nil {
+		return fmt.Errorf("%w: rename %s: %w", ErrStorage, tmp, err)
+	}
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("%w: sync %s: %w", ErrStorage, dir, err)
+	}
+	return nil
 }
 
 func readSwapRecord(fsys segment.FS, dir string) (found bool, oldBases, newBases []int64, cleanedTo int64, err error) {
@@ -956,12 +1035,10 @@ func readSwapRecord(fsys segment.FS, dir string) (found bool, oldBases, newBases
 	return true, oldBases, newBases, cleanedTo, nil
 }
 
-// finishSwap completes a committed clean; it is idempotent, so Open runs
-// it again after a crash: every <new base><ext>.cleaned still present is
-// renamed over <new base><ext>, the files of every old base that is not a
-// new base are removed, the directory is synced, the cleaner checkpoint is
-// written, and the commit record is removed (directory synced again).
-func finishSwap(fsys segment.FS, dir string, oldBases, newBases []int64, cleanedTo int64, step func(string)) error {
+// applySwap renames every <new base><ext>.cleaned still present over
+// <new base><ext> and removes the files of every old base that is not a
+// new base. Idempotent.
+func applySwap(fsys segment.FS, dir string, oldBases, newBases []int64, step func(string)) error {
 	exts := []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt}
 	for _, b := range newBases {
 		for _, ext := range exts {
@@ -984,6 +1061,12 @@ func finishSwap(fsys segment.FS, dir string, oldBases, newBases []int64, cleaned
 		}
 		step("removed " + strconv.FormatInt(b, 10))
 	}
+	return nil
+}
+
+// completeSwap makes an applied swap durable and ends it: directory sync,
+// cleaner checkpoint written, commit record removed, directory sync.
+func completeSwap(fsys segment.FS, dir string, cleanedTo int64, step func(string)) error {
 	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("%w: sync %s: %w", ErrStorage, dir, err)
 	}
@@ -1000,6 +1083,32 @@ func finishSwap(fsys segment.FS, dir string, oldBases, newBases []int64, cleaned
 	return nil
 }
 
+// pendingSwap is a committed and applied swap whose commit record is not
+// yet removed.
+type pendingSwap struct {
+	oldBases, newBases []int64
+	cleanedTo          int64
+}
+
+// finishPending completes the pending swap, if any (see completeSwap).
+// While a commit record exists no segment may be created with one of its
+// old bases (a replay would remove it): only a truncation can do that, and
+// TruncateTo calls this first. It takes cl.finishMu, never the Log's lock
+// (callers may hold it).
+func (l *Log) finishPending() error {
+	l.cl.finishMu.Lock()
+	defer l.cl.finishMu.Unlock()
+	p := l.cl.pending
+	if p == nil {
+		return nil
+	}
+	if err := completeSwap(l.fs, l.dir, p.cleanedTo, l.cleanStep); err != nil {
+		return err
+	}
+	l.cl.pending = nil
+	return nil
+}
+
 // recoverClean runs first in Open: it removes the staging directory,
 // completes a committed clean (commit record present) and reads the
 // cleaner checkpoint. .cleaned files of an uncommitted clean are removed
@@ -1012,7 +1121,10 @@ func (l *Log) recoverClean() error {
 	}
 	if found {
 		l.log.Warn("completing a committed clean interrupted by a crash", "replaced", oldBases, "new", newBases, "cleaned_to", cleanedTo)
-		if err := finishSwap(l.fs, l.dir, oldBases, newBases, cleanedTo, func(string) {}); err != nil {
+		if err := applySwap(l.fs, l.dir, oldBases, newBases, func(string) {}); err != nil {
+			return err
+		}
+		if err := completeSwap(l.fs, l.dir, cleanedTo, func(string) {}); err != nil {
 			return err
 		}
 	}
@@ -1032,8 +1144,13 @@ func (l *Log) recoverClean() error {
 // segment's base after a truncation (l.mu held), so that later segments
 // are never taken for cleaned ones at recovery.
 func (l *Log) clampCleanedTo() {
+	if err := l.finishPending(); err != nil {
+		l.storageError(err)
+	}
 	if a := l.active().Base(); l.cl.cleanedTo > a {
 		l.cl.cleanedTo = a
+		l.cl.finishMu.Lock()
+		defer l.cl.finishMu.Unlock()
 		if err := writeCheckpointFile(l.fs, filepath.Join(l.dir, CleanerCheckpointFile), []string{strconv.FormatInt(a, 10)}); err != nil {
 			l.storageError(err)
 		}

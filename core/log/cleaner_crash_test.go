@@ -174,7 +174,7 @@ func TestCleanKill9(t *testing.T) {
 	}
 	// Random kills are spread over a throttled clean of about 0.5 s.
 	rate := float64(res.BytesRead+res.BytesWritten) / 0.5
-	rounds := []string{"staged", "locked", "committed", renamed, removed, "checkpointed"}
+	rounds := []string{"staged", "locked", "committed", renamed, removed, "swapped", "checkpointed"}
 	for i := 0; i < 6; i++ {
 		rounds = append(rounds, "") // a random moment
 	}

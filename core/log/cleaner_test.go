@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -615,6 +616,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 	}
 	latest := map[string]mrec{}
 	var mu sync.Mutex
+	var swaps, aborts atomic.Int64
 	wg.Add(1)
 	go func() { // cleaner
 		defer wg.Done()
@@ -625,15 +627,29 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 				return
 			default:
 			}
-			_, err := l.Clean(context.Background(), CleanOptions{Policy: p, NowMs: time.Now().UnixMilli(), Config: map[string]string{"delete.retention.ms": "100000000"}, BatchRecords: 100})
+			res, err := l.Clean(context.Background(), CleanOptions{Policy: p, NowMs: time.Now().UnixMilli(), Config: map[string]string{"delete.retention.ms": "100000000"}, BatchRecords: 100})
 			if err != nil && !errors.Is(err, ErrCleanAborted) {
 				errs <- err
 				return
 			}
+			if err == nil && res.SegmentsBefore > 0 {
+				swaps.Add(1)
+				if res.SwapTook <= 0 || res.SwapTook > res.Took {
+					errs <- fmt.Errorf("swap took %v of %v", res.SwapTook, res.Took)
+					return
+				}
+				t.Logf("clean took %v, the lock %v", res.Took, res.SwapTook)
+			}
+			if err != nil {
+				aborts.Add(1)
+			}
 		}
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 1000; i++ {
+	// Append at least 1000 batches, and on until the cleaner swapped 3
+	// times (bounded: 20000 batches or 30 s).
+	stopAt := time.Now().Add(30 * time.Second)
+	for i := 0; i < 20000 && (i < 1000 || swaps.Load() < 3) && time.Now().Before(stopAt); i++ {
 		cdc, recs := randomBatch(rng, 40, time.Now().UnixMilli(), 10)
 		got := appendRecords(t, l, cdc, recs)
 		mu.Lock()
@@ -668,6 +684,10 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
+	if swaps.Load() < 3 {
+		t.Fatalf("only %d cleans swapped segments while appending (%d aborted)", swaps.Load(), aborts.Load())
+	}
+	t.Logf("%d cleans swapped segments while appending, %d aborted", swaps.Load(), aborts.Load())
 	l.SetHighWatermark(l.LogEndOffset())
 	if _, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: time.Now().UnixMilli(), Config: map[string]string{"delete.retention.ms": "100000000"}}); err != nil {
 		t.Fatal(err)
