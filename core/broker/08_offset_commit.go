@@ -153,28 +153,26 @@ func topicNames(req *kmsg.OffsetCommitRequest) []string {
 }
 
 // partitionCounts returns the partition count of each named topic, -1 for
-// a topic that does not exist. Topics with a local partition are answered
-// from the partition map; only others cost a metadata read.
+// a topic that does not exist. A topic whose partition 0 is hosted here is
+// answered from the partition map (its highest local index); only others
+// cost one metadata read for the request.
 func (b *Broker) partitionCounts(ctx context.Context, names []string) (map[string]int32, error) {
 	out := make(map[string]int32, len(names))
-	var missing bool
-	b.pmu.RLock()
+	missing := false
 	for _, n := range names {
+		if _, done := out[n]; done {
+			continue
+		}
 		out[n] = -1
-	}
-	counts := map[string]int32{}
-	for k := range b.parts {
-		if _, want := out[k.topic]; want {
-			counts[k.topic] = max(counts[k.topic], k.index+1)
-		}
-	}
-	b.pmu.RUnlock()
-	for n := range out {
-		if c, ok := counts[n]; ok {
-			out[n] = c
-		} else {
+		if b.partitionFor(n, 0) == nil {
 			missing = true
+			continue
 		}
+		c := int32(1)
+		for b.partitionFor(n, c) != nil {
+			c++
+		}
+		out[n] = c
 	}
 	if !missing {
 		return out, nil
@@ -184,7 +182,7 @@ func (b *Broker) partitionCounts(ctx context.Context, names []string) (map[strin
 		return nil, err
 	}
 	for _, t := range ts {
-		if _, want := out[t.Name]; want && !t.Deleting {
+		if c, want := out[t.Name]; want && c < 0 && !t.Deleting {
 			out[t.Name] = int32(len(t.Partitions))
 		}
 	}
