@@ -51,28 +51,35 @@
 //
 // Crash safety: a clean writes its outputs in cleaner-staging/, syncs
 // them (data and trimmed indexes), moves them next to the log as
-// <base><ext>.cleaned and syncs the directory, all without the log's lock.
-// It then takes the lock, checks that the segments it read are still the
-// log's (else ErrCleanAborted), and commits by writing the commit record
-// cleaner-swap (temp file, fdatasync, rename, directory sync): it names
-// the replaced bases ("old"), the new bases ("new", a subset of the old)
-// and the new checkpoint. After the commit it renames every
-// <new><ext>.cleaned over <new><ext>, removes the files of every old base
-// that is not a new base, syncs the directory, writes
-// cleaner-offset-checkpoint, removes the commit record and syncs the
-// directory again; then it swaps the in-memory segment list and closes the
-// old segments (readers holding regions keep their open files).
+// <base><ext>.cleaned and syncs the directory, and writes and syncs its
+// commit record as cleaner-swap.tmp: the replaced bases ("old"), the new
+// bases ("new", a subset of the old) and the new checkpoint — all without
+// the log's lock. It then takes the lock, checks that the segments it read
+// are still the log's (else ErrCleanAborted), and commits: renames
+// cleaner-swap.tmp to cleaner-swap and syncs the directory. Still under the
+// lock it renames every <new><ext>.cleaned over <new><ext>, removes the
+// files of every old base that is not a new base, opens the new segments,
+// swaps the segment list and closes the old segments (readers holding
+// regions keep their open files). After the lock: directory sync,
+// cleaner-offset-checkpoint written, cleaner-swap removed, directory sync.
+// Appends and fetches wait only for the commit's one directory sync and
+// the renames (CleanResult.SwapTook).
 //
 // The recovery rule, run first by Open: cleaner-staging/ is removed; if
-// cleaner-swap exists, the steps after the commit are run again (each is
+// cleaner-swap exists, the renames and removals are run again (each is
 // idempotent: a .cleaned file still present is renamed, old-only files
-// still present are removed); then any other *.cleaned file belongs to an
-// uncommitted clean and is removed. So a crash before the commit record's
-// rename leaves exactly the old segment set, a crash after it exactly the
-// new one. The commit record replaces Kafka's per-group .swap files: one
-// record makes a whole clean (all groups) one unit, and it names the
-// replaced segments, which a .swap file cannot when the cleaner removed
-// the last records of its group. A failure after the commit takes the log
+// still present are removed), then the directory is synced, the checkpoint
+// written and the record removed; then any other *.cleaned file and
+// cleaner-swap.tmp belong to an uncommitted clean and are removed. So a
+// crash before the record's rename is durable leaves exactly the old
+// segment set, a crash after it exactly the new one. While a record
+// exists no segment may be created with one of its old bases (a replay
+// would remove it); only a truncation followed by appends could, so
+// TruncateTo completes a pending record first, as does the next Clean.
+// The commit record replaces Kafka's per-group .swap files: one record
+// makes a whole clean (all groups) one unit, and it names the replaced
+// segments, which a .swap file cannot when the cleaner removed the last
+// records of its group. A failure during the renames takes the log
 // offline (ErrStorage, as Kafka marks the dir offline); Open completes it.
 //
 // Below the cleaner checkpoint a segment may end before the next begins
@@ -89,7 +96,9 @@
 // Close take it exclusively; Read, lookups and accessors share it. Clean
 // holds its own mutex (one clean per log at a time, taken before the
 // Log's) and takes the Log's exclusively only for the commit and swap;
-// it reads the segments through regions taken under the shared lock. Read
+// it reads the segments through regions taken under the shared lock. A
+// third mutex, cleanerState.finishMu, guards the pending commit record and
+// the checkpoint file; it is taken after the Log's lock, never before. Read
 // returns a Region whose file stays open until Release, so record bytes
 // are sent zero-copy after the lock is dropped. Manager's mutex guards its
 // map only and is never held while a Log's lock is taken for I/O.
