@@ -1,10 +1,13 @@
 package host
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -600,4 +603,53 @@ func TestConcurrentCallsAndCrash(t *testing.T) {
 		t.Fatalf("one crash, status %+v", s)
 	}
 	checkRecovers(t, h, p)
+}
+
+// childHost is a broker stand-in run as a child process: it starts the
+// test plugin in dir, prints the plugin's pid, and waits to be killed.
+func childHost(dir string) {
+	h, err := New(Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	p, _ := h.Retention("testplugin")
+	p.Info()
+	h.mu.Lock()
+	pr := h.procs["testplugin"]
+	h.mu.Unlock()
+	pr.mu.Lock()
+	fmt.Println("pid", pr.cur.client.ReattachConfig().Pid)
+	pr.mu.Unlock()
+	time.Sleep(time.Minute)
+	os.Exit(1)
+}
+
+// TestPluginDiesWithBroker: when the broker is killed with -9, its plugin
+// processes exit by themselves (they are not left running forever).
+func TestPluginDiesWithBroker(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BROKKR_HOST_TEST_CHILD="+pluginDir(t))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var pid int
+	if _, serr := fmt.Sscanf(line, "pid %d", &pid); err != nil || serr != nil {
+		t.Fatalf("child host said %q (%v, %v)", line, err, serr)
+	}
+	if !alive(pid) {
+		t.Fatalf("plugin %d not running", pid)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	eventually(t, 15*time.Second, "plugin still running after its broker was killed", func() bool { return !alive(pid) })
 }

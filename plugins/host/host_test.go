@@ -27,6 +27,10 @@ var pluginBin string
 const faultKey = "brokkr.plugin.test.fault"
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("BROKKR_HOST_TEST_CHILD"); dir != "" {
+		childHost(dir) // TestPluginDiesWithBroker's broker stand-in
+		return
+	}
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "brokkr-plugin-host-test-")
 		if err != nil {

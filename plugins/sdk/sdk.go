@@ -14,6 +14,7 @@ package sdk
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -36,6 +37,9 @@ const ProtocolVersion = pluginpb.ProtocolVersion
 // the plugin. Call it from main. Run by hand (not by the broker), the binary
 // prints a short message and exits with status 1.
 //
+// The plugin exits by itself within about a second when the broker process
+// that started it dies.
+//
 // Log to stderr: the broker forwards each line to its own log (hclog's JSON
 // lines keep their level; other lines arrive at debug level). Never write
 // to stdout: go-plugin uses it for the handshake.
@@ -51,6 +55,7 @@ func Serve(o Options) {
 		fmt.Fprintln(os.Stderr, "brokkr plugin: sdk.Serve needs a Retention or a Compaction policy")
 		os.Exit(1)
 	}
+	go exitWithParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: pluginpb.Handshake,
 		Plugins:         set,
@@ -58,4 +63,17 @@ func Serve(o Options) {
 			return grpc.NewServer(append(opts, pluginpb.GRPCServerOptions()...)...)
 		},
 	})
+}
+
+// exitWithParent ends the plugin when the broker that started it is gone
+// (killed with -9, say): the plugin is then re-parented, and nothing would
+// ever stop it.
+func exitWithParent(ppid int) {
+	for {
+		time.Sleep(time.Second)
+		if os.Getppid() != ppid {
+			fmt.Fprintln(os.Stderr, "brokkr plugin: the broker is gone; exiting")
+			os.Exit(2)
+		}
+	}
 }
