@@ -843,3 +843,57 @@ func TestCleanKeepsOpenRegionsReadable(t *testing.T) {
 		r.Release()
 	}
 }
+
+// TestCleanTruncateDuringSwap: a truncation right after the swap (before
+// the clean removed its commit record) completes the record first and
+// lowers the cleaner checkpoint, so segments appended afterwards are
+// checked by recovery as usual; after a power loss the log holds the
+// cleaned records below the truncation point and the new appends.
+func TestCleanTruncateDuringSwap(t *testing.T) {
+	fsys, l, c, pre := cleanFixture(t, 9)
+	var to int64
+	var truncErr error
+	l.cl.step = func(s string) {
+		if s != "swapped" {
+			return
+		}
+		segs := l.Segments()
+		to = segs[len(segs)/2].Base + 1
+		_, truncErr = l.TruncateTo(to)
+		if _, err := fsys.Stat("/logs/t-0/" + cleanerSwapFile); err == nil {
+			truncErr = fmt.Errorf("commit record still there after TruncateTo")
+		}
+	}
+	res, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg})
+	if err != nil || truncErr != nil {
+		t.Fatal(err, truncErr)
+	}
+	l.cl.step = nil
+	if l.CleanedTo() > l.Segments()[len(l.Segments())-1].Base {
+		t.Fatalf("checkpoint %d above the active segment %d", l.CleanedTo(), l.Segments()[len(l.Segments())-1].Base)
+	}
+	var want []mrec
+	for _, r := range modelClean(pre, res.CleanedTo, cleanNow, 100) {
+		if r.Off < l.LogEndOffset() {
+			want = append(want, r)
+		}
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i := 0; i < 60; i++ {
+		cdc, recs := randomBatch(rng, 10, 3000, 10)
+		want = append(want, appendRecords(t, l, cdc, recs)...)
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l.abandon()
+	fsys.Crash()
+	l2, err := Open("/logs/t-0", cleanerConfig(), Options{FS: fsys, Now: c.Now, RecoveryPoint: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if got := logRecords(t, l2); !sameRecords(got, want) {
+		t.Fatalf("truncated to %d: %s", to, diffRecords(got, want))
+	}
+}
