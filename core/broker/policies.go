@@ -24,12 +24,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/controller"
@@ -201,16 +204,37 @@ func (b *Broker) compactionPolicyFor(cfg map[string]string) (plugins.CompactionP
 }
 
 // effectiveConfig is a partition's effective topic config by Kafka name,
-// brokkr.* plugin settings included, as policies see it.
+// brokkr.* plugin settings included, as policies see it. The caller owns
+// the returned map. The merge is cached per topic while its overrides map
+// stays the same (applyTopicConfig installs a new map on every change).
 func (b *Broker) effectiveConfig(p *partition) map[string]string {
 	p.cfgMu.RLock()
 	overrides := p.overrides
 	p.cfgMu.RUnlock()
-	out := map[string]string{}
-	for _, e := range b.Config.DescribeTopic(overrides) {
-		out[e.Name] = e.Value
+	id := reflect.ValueOf(overrides).UnsafePointer()
+	b.pol.mu.Lock()
+	c, ok := b.pol.cfgCache[p.topic]
+	b.pol.mu.Unlock()
+	if !ok || c.id != id {
+		c = cachedConfig{id: id, cfg: map[string]string{}}
+		for _, e := range b.Config.DescribeTopic(overrides) {
+			c.cfg[e.Name] = e.Value
+		}
+		b.pol.mu.Lock()
+		if b.pol.cfgCache == nil {
+			b.pol.cfgCache = map[string]cachedConfig{}
+		}
+		b.pol.cfgCache[p.topic] = c
+		b.pol.mu.Unlock()
 	}
-	return out
+	return maps.Clone(c.cfg)
+}
+
+// cachedConfig is a topic's merged config and the overrides map it came
+// from (by identity; never written after it is installed).
+type cachedConfig struct {
+	id  unsafe.Pointer
+	cfg map[string]string
 }
 
 // hostedPartitions is a snapshot of the partitions this broker hosts, in
@@ -285,6 +309,8 @@ type policyState struct {
 	faults map[faultKey]int64
 	// cleaning holds the partitions a cleaner thread is working on.
 	cleaning map[tp]bool
+	// cfgCache holds each topic's merged config (effectiveConfig).
+	cfgCache map[string]cachedConfig
 
 	cleanerDeadThreads atomic.Int64
 	cleanerPanics      atomic.Int64
@@ -317,9 +343,18 @@ func (s *policyState) prune(hosted []*partition) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	topics := map[string]bool{}
+	for k := range keep {
+		topics[k.topic] = true
+	}
 	for k := range s.parts {
 		if !keep[k] {
 			delete(s.parts, k)
+		}
+	}
+	for t := range s.cfgCache {
+		if !topics[t] {
+			delete(s.cfgCache, t)
 		}
 	}
 }
@@ -546,7 +581,7 @@ func (b *Broker) statusEntry(ctx context.Context, topic string, overrides map[st
 		now := time.Now()
 		for _, p := range b.hostedPartitions() {
 			if p.topic == topic {
-				plans = append(plans, b.planRetention(ctx, p, now))
+				plans = append(plans, b.planRetention(ctx, p, now, diskUsage{}))
 			}
 		}
 		v = plans

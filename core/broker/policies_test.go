@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -168,7 +169,7 @@ func TestRetentionPlanIsDryRun(t *testing.T) {
 	b, l := retentionFixture(t, builtin.NewRetention())
 	p := b.parts[tp{"t", 0}]
 	segs := l.Segments()
-	plan := b.planRetention(context.Background(), p, time.Now())
+	plan := b.planRetention(context.Background(), p, time.Now(), nil)
 	if plan.Refused != "" || !plan.Runs || len(plan.Delete) != len(segs)-1 || plan.NewLogStartOffset != segs[len(segs)-1].Base {
 		t.Fatalf("plan %+v (segments %d)", plan, len(segs))
 	}
@@ -186,7 +187,7 @@ func TestRetentionPlanIsDryRun(t *testing.T) {
 		t.Fatalf("status entry %q %v", v, ok)
 	}
 	p.overrides = map[string]string{"cleanup.policy": "compact"}
-	plan = b.planRetention(context.Background(), p, time.Now())
+	plan = b.planRetention(context.Background(), p, time.Now(), nil)
 	if plan.Runs || len(plan.Delete) != 0 || !strings.Contains(plan.Reason, "does not run") {
 		t.Fatalf("compact plan %+v", plan)
 	}
@@ -419,3 +420,44 @@ func (p panicLog) CleanState(int64, int64) cleanState {
 	panic("measuring bug")
 }
 func (panicLog) Clean(context.Context, cleanRequest) (cleanResult, error) { return cleanResult{}, nil }
+
+// benchLog is a partition log for the retention benchmark: 20 segments,
+// nothing old enough to delete.
+type benchLog struct {
+	partLog
+	dir  string
+	segs []plugins.Segment
+}
+
+func (l *benchLog) Segments() []plugins.Segment { return l.segs }
+func (l *benchLog) StartOffset() int64          { return 0 }
+func (l *benchLog) HighWatermark() int64        { return l.segs[len(l.segs)-1].LastOffset + 1 }
+func (l *benchLog) Dir() string                 { return l.dir }
+
+// BenchmarkEnforceRetention10k is one retention interval over 10,000
+// partitions with the built-in policy (nothing to delete): config merge,
+// statfs, the checked decision and the status bookkeeping per partition.
+func BenchmarkEnforceRetention10k(b *testing.B) {
+	br := &Broker{Config: config.DefaultConfig(), RetentionPolicy: builtin.NewRetention(),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[tp]*partition{}}
+	now := time.Now()
+	var segs []plugins.Segment
+	for i := int64(0); i < 20; i++ {
+		segs = append(segs, plugins.Segment{BaseOffset: i * 100, LastOffset: i*100 + 99, SizeBytes: 1 << 20, MaxTimestampMs: now.UnixMilli(), CreatedMs: now.UnixMilli(), Active: i == 19})
+	}
+	dir := b.TempDir()
+	var overrides map[string]string
+	for i := 0; i < 10000; i++ {
+		name := fmt.Sprintf("topic-%d", i/10)
+		if i%10 == 0 { // one overrides map per topic, as the broker keeps them
+			overrides = map[string]string{"retention.ms": "3600000"}
+		}
+		br.parts[tp{name, int32(i % 10)}] = &partition{topic: name, index: int32(i % 10), log: &benchLog{dir: dir, segs: segs}, overrides: overrides}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if n := br.enforceRetention(context.Background(), now); n != 0 {
+			b.Fatalf("deleted %d", n)
+		}
+	}
+}

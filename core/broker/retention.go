@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -62,11 +63,11 @@ type PlanSegment struct {
 // plugins.DecideChecked (never the active segment, never at or above the
 // high watermark, never below the log start; a panicking, failing or lying
 // policy gets a plan with Refused set and nothing to delete).
-func (b *Broker) planRetention(ctx context.Context, p *partition, now time.Time) RetentionPlan {
+func (b *Broker) planRetention(ctx context.Context, p *partition, now time.Time, disks diskUsage) RetentionPlan {
 	cfg := b.effectiveConfig(p)
 	cp := cleanupPolicy(cfg)
 	policy, name, perr := b.retentionPolicyFor(cfg)
-	in := p.retentionInput(b, cfg, now)
+	in := p.retentionInput(b, cfg, now, disks)
 	plan := RetentionPlan{
 		Partition: p.index, Policy: name, CleanupPolicy: cfg["cleanup.policy"], Runs: cp.Delete,
 		Segments: len(in.Segments), LogStartOffset: in.LogStartOffset, HighWatermark: in.HighWatermark,
@@ -111,11 +112,12 @@ func (b *Broker) enforceRetention(ctx context.Context, now time.Time) int {
 	parts := b.hostedPartitions()
 	b.pol.prune(parts)
 	deleted := 0
+	disks := diskUsage{}
 	for _, p := range parts {
 		if ctx.Err() != nil {
 			return deleted
 		}
-		plan := b.planRetention(ctx, p, now)
+		plan := b.planRetention(ctx, p, now, disks)
 		if !plan.Runs || (plan.Refused == "" && plan.Policy == "none") {
 			continue
 		}
@@ -150,17 +152,34 @@ func (b *Broker) enforceRetention(ctx context.Context, now time.Time) int {
 }
 
 // retentionInput describes the partition to a retention policy.
-func (p *partition) retentionInput(b *Broker, cfg map[string]string, now time.Time) plugins.RetentionInput {
+func (p *partition) retentionInput(b *Broker, cfg map[string]string, now time.Time, disks diskUsage) plugins.RetentionInput {
 	in := plugins.RetentionInput{
 		Topic: p.topic, Partition: p.index, Config: cfg,
 		NowMs: now.UnixMilli(), HighWatermark: p.log.HighWatermark(), LogStartOffset: p.log.StartOffset(),
 		MinCommittedOffset: b.minCommitted(p.topic, p.index),
 	}
 	in.Segments = p.log.Segments()
-	var st unix.Statfs_t
-	if err := unix.Statfs(p.log.Dir(), &st); err == nil {
-		in.DiskCapacityBytes = int64(st.Blocks) * st.Bsize
-		in.DiskUsedBytes = int64(st.Blocks-st.Bfree) * st.Bsize
-	}
+	in.DiskUsedBytes, in.DiskCapacityBytes = disks.of(filepath.Dir(p.log.Dir()))
 	return in
+}
+
+// diskUsage caches the file-system usage of log dirs for one retention
+// pass (one statfs per log dir, not per partition).
+type diskUsage map[string][2]int64
+
+// of returns the used and total bytes of the file system holding dir
+// (0, 0 when unknown).
+func (d diskUsage) of(dir string) (used, capacity int64) {
+	if u, ok := d[dir]; ok {
+		return u[0], u[1]
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		capacity = int64(st.Blocks) * st.Bsize
+		used = int64(st.Blocks-st.Bfree) * st.Bsize
+	}
+	if d != nil {
+		d[dir] = [2]int64{used, capacity}
+	}
+	return used, capacity
 }
