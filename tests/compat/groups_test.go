@@ -45,6 +45,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/brokkr/brokkr/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -750,8 +751,10 @@ func TestGroupThreeClients(t *testing.T) {
 
 	// Committed offsets survive a restart: stop the members (they have
 	// committed everything they read), restart, and resume.
+	stopping := time.Now()
 	fr.stop()
 	sa.stop()
+	t.Logf("franz and sarama closed in %v", time.Since(stopping).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(ctx, topic)
@@ -769,15 +772,27 @@ func TestGroupThreeClients(t *testing.T) {
 			t.Fatalf("partition %d: committed %d (%v), log end %d: the members did not commit all they read", p, c.At, c.Err, e.Offset)
 		}
 	}
-	if d, _ := b.Stop(); d > 20*time.Second {
-		t.Logf("broker stop took %v", d)
-	}
+	stopped, clean := b.Stop()
 	b.Restart(t)
+	restarted := time.Now()
 	adm = kadm.NewClient(newClient(t, b.Addr))
-	after, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatalf("OffsetFetch after restart: %v", err)
+	// Right after a start FindCoordinator may answer the retriable
+	// COORDINATOR_NOT_AVAILABLE (as Kafka does until the offsets
+	// partition has a leader), which kadm returns instead of retrying.
+	var after kadm.OffsetResponses
+	for {
+		after, err = adm.FetchOffsets(ctx, group)
+		if err == nil || !kerr.IsRetriable(err) || time.Since(restarted) > 20*time.Second {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	if err != nil {
+		out := b.Output()
+		t.Fatalf("OffsetFetch %v after the restart (stop took %v, clean exit %v): %v\nbroker output (tail):\n%s",
+			time.Since(restarted).Round(time.Millisecond), stopped.Round(time.Millisecond), clean, err, out[max(0, len(out)-4000):])
+	}
+	t.Logf("broker stopped in %v, committed offsets fetched %v after the restart", stopped.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
 	for p := int32(0); p < parts; p++ {
 		c, _ := before.Lookup(topic, p)
 		a, _ := after.Lookup(topic, p)
@@ -789,7 +804,8 @@ func TestGroupThreeClients(t *testing.T) {
 	produceRange(t, prod, topic, parts, total, total+n4, 300, 0)
 	l2 := newLedger()
 	resumed := startFranz(t, l2, "resumed", b.Addr, group, topic)
-	poll(t, 30*time.Second, fmt.Sprintf("the %d records produced after the restart", n4), func() bool { return l2.distinct(total, total+n4) == n4 })
+	took = poll(t, 30*time.Second, fmt.Sprintf("the %d records produced after the restart", n4), func() bool { return l2.distinct(total, total+n4) == n4 })
+	t.Logf("a new member of the group read the %d new records in %v", n4, took.Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond) // anything re-read would arrive now
 	resumed.stop()
 	l2.mu.Lock()
