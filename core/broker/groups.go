@@ -68,6 +68,10 @@ type groupCoord struct {
 	leaders []int32 // leader of each partition
 	shards  map[int32]*shard
 	closed  bool
+
+	minMu  sync.Mutex // guards mins, minsAt
+	mins   map[tp]int64
+	minsAt time.Time
 }
 
 // shard is one __consumer_offsets partition this broker leads.
@@ -568,31 +572,51 @@ func readAll(pl partLog, fn func(key, value []byte) error) (int, error) {
 }
 
 // minCommittedOffset is the lowest offset any group committed for the
-// partition, -1 when none has (or the coordinator does not know yet).
+// partition, -1 when none has (or the coordinator does not know yet). The
+// retention loop asks for every partition in turn, so the answer comes from
+// a table of all partitions built in one pass over the committed offsets
+// and reused for minCacheTTL.
 func (b *Broker) minCommittedOffset(topic string, partition int32) int64 {
-	if b.groups == nil {
+	c := b.groups
+	if c == nil {
 		return -1
 	}
-	shards, _ := b.groups.allShards()
-	return b.minCommittedOffsetIn(shards, topic, partition)
+	c.minMu.Lock()
+	defer c.minMu.Unlock()
+	if c.mins == nil || time.Since(c.minsAt) > minCacheTTL {
+		shards, _ := c.allShards()
+		c.mins, c.minsAt = minCommitted(shards), time.Now()
+	}
+	if v, ok := c.mins[tp{topic, partition}]; ok {
+		return v
+	}
+	return -1
 }
 
-func (b *Broker) minCommittedOffsetIn(shards []*shard, topic string, partition int32) int64 {
-	low := int64(-1)
+// minCacheTTL bounds how stale minCommittedOffset may be.
+const minCacheTTL = time.Second
+
+// minCommitted is the lowest committed offset of every partition any
+// group of the shards committed.
+func minCommitted(shards []*shard) map[tp]int64 {
+	out := map[tp]int64{}
 	for _, s := range shards {
 		s.mu.Lock()
 		if s.state == shardActive {
 			for _, g := range s.offsets.Groups() {
-				if o, ok := s.offsets.Get(group.OffsetKey{Group: g, Topic: topic, Partition: partition}); ok {
-					if low < 0 || o.Offset < low {
-						low = o.Offset
+				for topic, ps := range s.offsets.Group(g) {
+					for p, o := range ps {
+						k := tp{topic, p}
+						if cur, ok := out[k]; !ok || o.Offset < cur {
+							out[k] = o.Offset
+						}
 					}
 				}
 			}
 		}
 		s.mu.Unlock()
 	}
-	return low
+	return out
 }
 
 // retentionLoop removes expired offsets every

@@ -149,7 +149,7 @@ func TestShardStoreAndLoad(t *testing.T) {
 	if a := g2.g.Describe().Members[0].Assignment; string(a) != "a" {
 		t.Fatalf("g2's member assignment after load %q, want a", a)
 	}
-	if got := b.minCommittedOffsetIn([]*shard{fresh}, "t", 0); got != 490 {
+	if got := minCommitted([]*shard{fresh})[tp{"t", 0}]; got != 490 {
 		t.Fatalf("min committed offset %d, want 490", got)
 	}
 }
@@ -216,6 +216,7 @@ func testShard(t testing.TB, cfg config.Config) *shard {
 	}
 	b := &Broker{Config: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	c := newGroupCoord(b)
+	b.groups = c
 	s := &shard{c: c, part: &partition{topic: offsetsTopic, log: &logAdapter{l: l}}, state: shardActive,
 		groups: map[string]*groupEntry{}, offsets: group.NewOffsets(), parked: map[group.ReqID]chan any{}}
 	c.n, c.leaders, c.shards = 1, []int32{0}, map[int32]*shard{0: s}
@@ -281,6 +282,12 @@ func TestOffsetExpiry(t *testing.T) {
 	now := t0.Add(retention + 2*time.Minute)
 	leave(recent, now.Add(-time.Minute))
 
+	if m := s.c.b.minCommittedOffset("t", 0); m != 1 {
+		t.Fatalf("min committed offset %d, want 1", m)
+	}
+	if m := s.c.b.minCommittedOffset("t", 1); m != -1 {
+		t.Fatalf("min committed offset of an uncommitted partition %d, want -1", m)
+	}
 	if n := s.c.expireOffsets(now); n != 2 {
 		t.Fatalf("expired %d offsets, want 2 (simple and left)", n)
 	}
