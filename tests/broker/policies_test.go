@@ -336,3 +336,73 @@ func TestPluginConfigsRefused(t *testing.T) {
 	}
 	assertNoPanic(t, with)
 }
+
+// TestOffsetsTopicIsCleaned: __consumer_offsets is cleaned like any
+// compacted topic. With small segments and a low dirty ratio, 300 commits
+// of one group shrink to a few segments; the cleaner reports cleanings for
+// the offsets partition, and after a restart the group's committed offset
+// (loaded from the cleaned log) is the last one.
+func TestOffsetsTopicIsCleaned(t *testing.T) {
+	b := testbroker.Start(t, "log.cleaner.backoff.ms=100", "offsets.topic.num.partitions=1")
+	createTopic(t, b.Addr, "src", 1, nil)
+	adm := newAdmin(t, b.Addr)
+	commit := func(at int64) {
+		t.Helper()
+		os := kadm.Offsets{}
+		os.Add(kadm.Offset{Topic: "src", Partition: 0, At: at, LeaderEpoch: -1})
+		if err := adm.CommitAllOffsets(ctxFor(t, 20*time.Second), "cleaned-group", os); err != nil {
+			t.Fatalf("commit %d: %v", at, err)
+		}
+	}
+	commit(0) // creates __consumer_offsets
+	rs, err := adm.AlterTopicConfigs(ctxFor(t, 10*time.Second), []kadm.AlterConfig{
+		{Name: "segment.bytes", Value: &[]string{"1024"}[0]},
+		{Name: "min.cleanable.dirty.ratio", Value: &[]string{"0.01"}[0]},
+	}, "__consumer_offsets")
+	if err != nil || len(rs) != 1 || rs[0].Err != nil {
+		t.Fatalf("alter __consumer_offsets: %v %+v", err, rs)
+	}
+	const n = 300
+	for i := int64(1); i <= n; i++ {
+		commit(i)
+	}
+	type st struct {
+		Partitions []struct {
+			Status *broker.PartitionStatus `json:"status"`
+		} `json:"partitions"`
+	}
+	testbroker.Eventually(t, 30*time.Second, "the cleaner cleaned __consumer_offsets-0", func() bool {
+		var dts []st
+		out := runBrokkr(t, "topic", "describe", "__consumer_offsets", "--json", "--brokers", b.Addr)
+		if json.Unmarshal([]byte(out), &dts) != nil || len(dts) != 1 || len(dts[0].Partitions) != 1 {
+			return false
+		}
+		s := dts[0].Partitions[0].Status
+		return s != nil && s.Cleaner != nil && s.Cleaner.Cleanings > 0 && s.Cleaner.DirtyBytes < 4096
+	})
+	logs, _ := filepath.Glob(filepath.Join(b.DataDir, "logs", "__consumer_offsets-0", "*.log"))
+	t.Logf("__consumer_offsets-0 has %d segments after %d commits", len(logs), n+1)
+	if len(logs) > 20 {
+		t.Fatalf("__consumer_offsets-0 still has %d segments", len(logs))
+	}
+
+	b.Stop()
+	b.Restart(t)
+	var got int64 = -1
+	testbroker.Eventually(t, 30*time.Second, "the group's offset is readable after the restart", func() bool {
+		os, err := newAdmin(t, b.Addr).FetchOffsets(ctxFor(t, 5*time.Second), "cleaned-group")
+		if err != nil {
+			return false
+		}
+		o, ok := os.Lookup("src", 0)
+		if !ok || o.Err != nil {
+			return false
+		}
+		got = o.At
+		return true
+	})
+	if got != n {
+		t.Fatalf("committed offset after cleaning and restart = %d, want %d", got, n)
+	}
+	assertNoPanic(t, b)
+}
