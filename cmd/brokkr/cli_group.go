@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,6 +36,60 @@ func newGroupCmd(o *clientOpts) *cobra.Command {
 		newGroupSeekCmd(o),
 	)
 	return c
+}
+
+// coordNotReady reports the retriable answers of a group coordinator that
+// is not ready yet: no leader for its __consumer_offsets partition yet,
+// still loading it, or moving.
+func coordNotReady(err error) bool {
+	return errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) || errors.Is(err, kerr.NotCoordinator)
+}
+
+// coordRetry runs f again every 100 ms while it fails because the group
+// coordinator is not ready (right after a broker starts), as Kafka's admin
+// client does, until ctx (bounded by --timeout) ends.
+func coordRetry(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !coordNotReady(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// describeGroups is DescribeGroups, retried while a coordinator is not
+// ready.
+func describeGroups(ctx context.Context, adm *kadm.Client, groups ...string) (kadm.DescribedGroups, error) {
+	var ds kadm.DescribedGroups
+	err := coordRetry(ctx, func() error {
+		var err error
+		if ds, err = adm.DescribeGroups(ctx, groups...); err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if coordNotReady(d.Err) {
+				return d.Err
+			}
+		}
+		return nil
+	})
+	return ds, err
+}
+
+// fetchOffsets is OffsetFetch, retried while the coordinator is not ready.
+func fetchOffsets(ctx context.Context, adm *kadm.Client, group string) (kadm.OffsetResponses, error) {
+	var os kadm.OffsetResponses
+	err := coordRetry(ctx, func() error {
+		var err error
+		os, err = adm.FetchOffsets(ctx, group)
+		return err
+	})
+	return os, err
 }
 
 // groupStates are the classic group states, as ListGroups and
@@ -91,7 +146,12 @@ func newGroupListCmd(o *clientOpts) *cobra.Command {
 			defer done()
 			ctx, cancel := o.requestCtx(cmd.Context())
 			defer cancel()
-			listed, err := adm.ListGroups(ctx, filter...)
+			var listed kadm.ListedGroups
+			err = coordRetry(ctx, func() error {
+				var err error
+				listed, err = adm.ListGroups(ctx, filter...)
+				return err
+			})
 			if err != nil {
 				return o.requestErr("list groups", err)
 			}
@@ -103,7 +163,7 @@ func newGroupListCmd(o *clientOpts) *cobra.Command {
 				}
 			}
 			if len(stateless) > 0 {
-				if ds, err := adm.DescribeGroups(ctx, stateless...); err == nil {
+				if ds, err := describeGroups(ctx, adm, stateless...); err == nil {
 					for g, d := range ds {
 						if l, ok := listed[g]; ok && d.Err == nil {
 							l.State = d.State
@@ -225,7 +285,7 @@ func newGroupDescribeCmd(o *clientOpts) *cobra.Command {
 			defer done()
 			ctx, cancel := o.requestCtx(cmd.Context())
 			defer cancel()
-			ds, err := adm.DescribeGroups(ctx, groups...)
+			ds, err := describeGroups(ctx, adm, groups...)
 			if err != nil {
 				return o.requestErr("describe groups", err)
 			}
@@ -291,7 +351,7 @@ func describeOne(ctx context.Context, adm *kadm.Client, d kadm.DescribedGroup) (
 			}
 		}
 	}
-	committed, err := adm.FetchOffsets(ctx, d.Group)
+	committed, err := fetchOffsets(ctx, adm, d.Group)
 	if err != nil {
 		return dg, err
 	}
@@ -478,8 +538,20 @@ func newGroupDeleteCmd(o *clientOpts) *cobra.Command {
 			defer done()
 			ctx, cancel := o.requestCtx(cmd.Context())
 			defer cancel()
-			resp, err := adm.DeleteGroups(ctx, groups...)
-			if err != nil {
+			var resp kadm.DeleteGroupResponses
+			err = coordRetry(ctx, func() error {
+				var err error
+				if resp, err = adm.DeleteGroups(ctx, groups...); err != nil {
+					return err
+				}
+				for _, r := range resp {
+					if coordNotReady(r.Err) {
+						return r.Err
+					}
+				}
+				return nil
+			})
+			if err != nil && (resp == nil || !coordNotReady(err)) {
 				return o.requestErr("delete groups", err)
 			}
 			fails := &itemErrors{kind: "group", total: len(groups)}
@@ -657,7 +729,7 @@ func newGroupSeekCmd(o *clientOpts) *cobra.Command {
 
 			// Kafka resets only an inactive group: one whose members
 			// would otherwise overwrite the new offsets at once.
-			ds, err := adm.DescribeGroups(ctx, group)
+			ds, err := describeGroups(ctx, adm, group)
 			if err != nil {
 				return o.requestErr("describe group", err)
 			}
@@ -673,7 +745,7 @@ func newGroupSeekCmd(o *clientOpts) *cobra.Command {
 				return fmt.Errorf("group %q is %s with %d member(s): offsets can only be reset for an inactive group (state Empty); stop its consumers first", group, d.State, len(d.Members))
 			}
 
-			current, err := adm.FetchOffsets(ctx, group)
+			current, err := fetchOffsets(ctx, adm, group)
 			if err != nil {
 				return o.requestErr("fetch offsets", err)
 			}
@@ -786,8 +858,15 @@ func newGroupSeekCmd(o *clientOpts) *cobra.Command {
 				commit.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.New, LeaderEpoch: -1})
 			}
 			if !dryRun && len(commit) > 0 {
-				resp, err := adm.CommitOffsets(ctx, group, commit)
-				if err != nil {
+				var resp kadm.OffsetResponses
+				err := coordRetry(ctx, func() error {
+					var err error
+					if resp, err = adm.CommitOffsets(ctx, group, commit); err != nil {
+						return err
+					}
+					return resp.Error()
+				})
+				if err != nil && resp == nil {
 					return o.requestErr("commit offsets", err)
 				}
 				for i := range plan {

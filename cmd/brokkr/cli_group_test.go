@@ -311,3 +311,34 @@ func TestGroupSeekHelpers(t *testing.T) {
 		t.Error("canonicalState accepted an unknown state")
 	}
 }
+
+// TestCoordRetry: answers of a coordinator that is not ready are retried
+// until the context ends; any other answer is returned at once.
+func TestCoordRetry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	calls := 0
+	err := coordRetry(ctx, func() error {
+		calls++
+		switch calls {
+		case 1:
+			return kerr.CoordinatorNotAvailable
+		case 2:
+			return &kadm.ShardErrors{Name: "DescribeGroups", Errs: []kadm.ShardError{{Err: kerr.CoordinatorLoadInProgress}}}
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("coordRetry: %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	if err := coordRetry(ctx, func() error { calls++; return kerr.GroupIDNotFound }); err != kerr.GroupIDNotFound || calls != 1 {
+		t.Fatalf("coordRetry retried a final answer: %v after %d calls", err, calls)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	if err := coordRetry(short, func() error { return kerr.NotCoordinator }); err != kerr.NotCoordinator || time.Since(start) > 5*time.Second {
+		t.Fatalf("coordRetry past its context: %v after %v", err, time.Since(start))
+	}
+}
