@@ -348,9 +348,9 @@ func TestOffsetsTopicIsCleaned(t *testing.T) {
 	adm := newAdmin(t, b.Addr)
 	commit := func(at int64) {
 		t.Helper()
-		os := kadm.Offsets{}
-		os.Add(kadm.Offset{Topic: "src", Partition: 0, At: at, LeaderEpoch: -1})
-		if err := adm.CommitAllOffsets(ctxFor(t, 20*time.Second), "cleaned-group", os); err != nil {
+		offs := kadm.Offsets{}
+		offs.Add(kadm.Offset{Topic: "src", Partition: 0, At: at, LeaderEpoch: -1})
+		if err := adm.CommitAllOffsets(ctxFor(t, 20*time.Second), "cleaned-group", offs); err != nil {
 			t.Fatalf("commit %d: %v", at, err)
 		}
 	}
@@ -390,11 +390,11 @@ func TestOffsetsTopicIsCleaned(t *testing.T) {
 	b.Restart(t)
 	var got int64 = -1
 	testbroker.Eventually(t, 30*time.Second, "the group's offset is readable after the restart", func() bool {
-		os, err := newAdmin(t, b.Addr).FetchOffsets(ctxFor(t, 5*time.Second), "cleaned-group")
+		fetched, err := newAdmin(t, b.Addr).FetchOffsets(ctxFor(t, 5*time.Second), "cleaned-group")
 		if err != nil {
 			return false
 		}
-		o, ok := os.Lookup("src", 0)
+		o, ok := fetched.Lookup("src", 0)
 		if !ok || o.Err != nil {
 			return false
 		}
