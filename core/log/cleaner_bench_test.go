@@ -70,8 +70,11 @@ func BenchmarkClean(b *testing.B) {
 	size := cleanBenchTemplate(b, tmpl, 48<<10) // 48 Ki records, ~48 MiB
 	b.Run("builtin", func(b *testing.B) {
 		b.SetBytes(size)
-		var cpu time.Duration
-		defer func() { b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op") }()
+		var cpu, swap time.Duration
+		defer func() {
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(swap.Microseconds())/1000/float64(b.N), "lock-ms/op")
+		}()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			dir := filepath.Join(root, fmt.Sprint("c", i), "t-0")
@@ -88,6 +91,7 @@ func BenchmarkClean(b *testing.B) {
 				b.Fatal(err)
 			}
 			cpu += cpuTime() - c0
+			swap += res.SwapTook
 			b.StopTimer()
 			if res.RecordsRemoved == 0 || res.RecordsKept == 0 || res.RecordsKept > (48<<10)/10 { // at most one per key
 				b.Fatalf("clean %+v", res)
