@@ -74,6 +74,9 @@ func TestRetentionCommitted(t *testing.T) {
 	if st := e.status(topic); st.Retention == nil || st.Retention.Policy != "retention-committed" || !strings.Contains(st.Retention.LastDecision, "no committed offset") {
 		t.Errorf("status %+v, want policy retention-committed deciding on no committed offset", st.Retention)
 	}
+	if plan := e.cli("retention", "plan", topic); !strings.Contains(plan, "no committed offset known") {
+		t.Errorf("brokkr retention plan %s does not say that no committed offset is known:\n%s", topic, plan)
+	}
 
 	e.commit("fast", topic, 25)
 	e.commit("slow", topic, 9)
@@ -101,6 +104,14 @@ func TestRetentionCommitted(t *testing.T) {
 	if st := e.status(topic); st.Retention == nil || !strings.Contains(st.Retention.LastDecision, "committed") {
 		t.Errorf("status %+v, want a decision naming the committed offset", st.Retention)
 	}
+	// The dry run says why nothing more may go.
+	plan := e.cli("retention", "plan", topic)
+	for _, want := range []string{"retention-committed", "holds offsets at or above the lowest committed offset 25"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("brokkr retention plan %s does not say %q:\n%s", topic, want, plan)
+		}
+	}
+	t.Logf("brokkr retention plan %s:\n%s", topic, plan)
 	if !strings.Contains(e.b.Output(), "retention deleted segments") {
 		t.Errorf("no audit line for the deletions")
 	}
