@@ -897,3 +897,75 @@ func TestCleanTruncateDuringSwap(t *testing.T) {
 		t.Fatalf("truncated to %d: %s", to, diffRecords(got, want))
 	}
 }
+
+// TestCleanStopsOnCorruptionAndCancel: a batch failing its CRC, or a
+// cancelled context, stops the clean with an error; the files are
+// unchanged and nothing is left behind.
+func TestCleanStopsOnCorruptionAndCancel(t *testing.T) {
+	for _, mode := range []string{"crc", "cancel"} {
+		t.Run(mode, func(t *testing.T) {
+			fsys, l, _, _ := cleanFixture(t, 4)
+			defer l.Close()
+			ctx := context.Background()
+			wantErr := error(segment.ErrCorruptMessage)
+			switch mode {
+			case "crc":
+				segs := l.Segments()
+				s := segs[len(segs)-2] // a dirty, cleanable segment
+				fsys.Corrupt(segment.FileName("/logs/t-0", s.Base, segment.LogExt), s.Size-3, []byte{0xde, 0xad})
+			case "cancel":
+				c, cancel := context.WithCancel(ctx)
+				ctx, wantErr = c, context.Canceled
+				l.cl.step = nil
+				calls := 0
+				pol := &cancelPolicy{Compaction: builtin.NewCompaction(), after: func() {
+					if calls++; calls == 2 {
+						cancel()
+					}
+				}}
+				before := memFiles(t, fsys, "/logs/t-0")
+				if _, err := l.Clean(ctx, CleanOptions{Policy: pol, NowMs: cleanNow, Config: cleanCfg, BatchRecords: 20}); !errors.Is(err, wantErr) {
+					t.Fatalf("error %v, want %v", err, wantErr)
+				}
+				if after := memFiles(t, fsys, "/logs/t-0"); len(after) != len(before) {
+					t.Fatalf("files changed: %d -> %d", len(before), len(after))
+				}
+				return
+			}
+			before := memFiles(t, fsys, "/logs/t-0")
+			if _, err := l.Clean(ctx, CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg}); !errors.Is(err, wantErr) {
+				t.Fatalf("error %v, want %v", err, wantErr)
+			}
+			after := memFiles(t, fsys, "/logs/t-0")
+			if len(after) != len(before) {
+				t.Fatalf("files changed: %d -> %d", len(before), len(after))
+			}
+			for n, b := range before {
+				if after[n] != b {
+					t.Fatalf("file %s changed", n)
+				}
+			}
+		})
+	}
+}
+
+// cancelPolicy calls after at every Survivors call.
+type cancelPolicy struct {
+	*builtin.Compaction
+	after func()
+}
+
+func (p *cancelPolicy) Begin(ctx context.Context, cp plugins.CompactionParams) (plugins.CompactionPass, error) {
+	in, err := p.Compaction.Begin(ctx, cp)
+	return &cancelPass{CompactionPass: in, after: p.after}, err
+}
+
+type cancelPass struct {
+	plugins.CompactionPass
+	after func()
+}
+
+func (c *cancelPass) Survivors(ctx context.Context, b []plugins.Record) ([]int64, error) {
+	c.after()
+	return c.CompactionPass.Survivors(ctx, b)
+}
