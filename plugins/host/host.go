@@ -11,6 +11,9 @@
 //     ErrNotAllowed. The name is resolved again at every (re)start.
 //   - Lazy start: a proxy starts its process on its first call.
 //   - Every call runs under Options.CallTimeout (and the caller's context).
+//     Only CallTimeout makes a time-out a fault: a caller's context that
+//     ends first (cancelled, or a shorter deadline) just fails the call, so
+//     callers should allow at least CallTimeout.
 //   - Faults: a crash, a time-out, a transport or decode error, a failed
 //     health check (every Options.HealthInterval), and an answer the host
 //     refuses (plugins.Validate / plugins.ValidateSurvivors) are counted in
