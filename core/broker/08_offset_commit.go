@@ -134,9 +134,12 @@ func (b *Broker) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest
 		}
 		return
 	}
+	keys := make([]group.OffsetKey, 0, len(todo))
 	for _, p := range todo {
 		s.offsets.Commit(p.k, p.o)
+		keys = append(keys, p.k)
 	}
+	s.c.touched(keys, false)
 	if !simple {
 		// A member's commit proves it is alive, as a heartbeat does.
 		e.g.Heartbeat(now, group.Heartbeat{MemberID: member, InstanceID: instance, Generation: gen})

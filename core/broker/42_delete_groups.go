@@ -71,6 +71,7 @@ func (b *Broker) deleteGroup(id string) int16 {
 		return code
 	}
 	s.offsets.DeleteGroup(id)
+	s.c.touched(keys, false)
 	s.drop(e)
 	b.log.Info("group deleted", "group", id, "offsets", len(keys))
 	return 0

@@ -105,6 +105,7 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 	for _, k := range keys {
 		s.offsets.Delete(k)
 	}
+	s.c.touched(keys, false)
 	return 0
 }
 

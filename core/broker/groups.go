@@ -69,9 +69,12 @@ type groupCoord struct {
 	shards  map[int32]*shard
 	closed  bool
 
-	minMu  sync.Mutex // guards mins, minsAt
-	mins   map[tp]int64
-	minsAt time.Time
+	minMu sync.Mutex // guards mins; taken before a shard's lock
+	mins  map[tp]int64
+
+	dirtyMu  sync.Mutex // a leaf lock: guards dirty, dirtyAll
+	dirty    map[tp]bool
+	dirtyAll bool
 }
 
 // shard is one __consumer_offsets partition this broker leads.
@@ -499,6 +502,7 @@ func (s *shard) load() (int, int, error) {
 		}
 	}
 	s.state = shardActive
+	s.c.touched(nil, true)
 	s.c.b.log.Debug("group coordinator shard loaded", "partition", s.idx, "records", recs, "groups", len(s.groups), "in", time.Since(start))
 	return recs, len(s.groups), nil
 }
@@ -573,28 +577,76 @@ func readAll(pl partLog, fn func(key, value []byte) error) (int, error) {
 
 // minCommittedOffset is the lowest offset any group committed for the
 // partition, -1 when none has (or the coordinator does not know yet). The
-// retention loop asks for every partition in turn, so the answer comes from
-// a table of all partitions built in one pass over the committed offsets
-// and reused for minCacheTTL.
+// retention loop asks for every partition in turn, so the answers come
+// from a table of all partitions built in one pass over the committed
+// offsets; a commit marks its partition dirty (recomputed alone on the
+// next question), a load, expiry or deletion marks everything.
 func (b *Broker) minCommittedOffset(topic string, partition int32) int64 {
 	c := b.groups
 	if c == nil {
 		return -1
 	}
+	k := tp{topic, partition}
 	c.minMu.Lock()
 	defer c.minMu.Unlock()
-	if c.mins == nil || time.Since(c.minsAt) > minCacheTTL {
-		shards, _ := c.allShards()
-		c.mins, c.minsAt = minCommitted(shards), time.Now()
+	c.dirtyMu.Lock()
+	all, one := c.dirtyAll || c.mins == nil, c.dirty[k]
+	if all {
+		c.dirtyAll, c.dirty = false, map[tp]bool{}
+	} else if one {
+		delete(c.dirty, k)
 	}
-	if v, ok := c.mins[tp{topic, partition}]; ok {
+	c.dirtyMu.Unlock()
+	shards, _ := c.allShards()
+	switch {
+	case all:
+		c.mins = minCommitted(shards)
+	case one:
+		if v := minCommittedOne(shards, k); v >= 0 {
+			c.mins[k] = v
+		} else {
+			delete(c.mins, k)
+		}
+	}
+	if v, ok := c.mins[k]; ok {
 		return v
 	}
 	return -1
 }
 
-// minCacheTTL bounds how stale minCommittedOffset may be.
-const minCacheTTL = time.Second
+// touched marks partitions whose committed offsets changed (nil keys:
+// everything). Called with a shard's lock held; dirtyMu is a leaf lock.
+func (c *groupCoord) touched(keys []group.OffsetKey, all bool) {
+	c.dirtyMu.Lock()
+	defer c.dirtyMu.Unlock()
+	if all {
+		c.dirtyAll = true
+		return
+	}
+	if c.dirty == nil {
+		c.dirty = map[tp]bool{}
+	}
+	for _, k := range keys {
+		c.dirty[tp{k.Topic, k.Partition}] = true
+	}
+}
+
+// minCommittedOne is minCommitted for one partition.
+func minCommittedOne(shards []*shard, k tp) int64 {
+	low := int64(-1)
+	for _, s := range shards {
+		s.mu.Lock()
+		if s.state == shardActive {
+			for _, g := range s.offsets.Groups() {
+				if o, ok := s.offsets.Get(group.OffsetKey{Group: g, Topic: k.topic, Partition: k.index}); ok && (low < 0 || o.Offset < low) {
+					low = o.Offset
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return low
+}
 
 // minCommitted is the lowest committed offset of every partition any
 // group of the shards committed.
@@ -687,6 +739,7 @@ func (c *groupCoord) expireOffsets(now time.Time) int {
 		for _, k := range keys {
 			s.offsets.Delete(k)
 		}
+		c.touched(keys, false)
 		for _, e := range gone {
 			e.g.Delete(now)
 			s.drop(e)

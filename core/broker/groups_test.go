@@ -250,6 +250,7 @@ func commitAt(t *testing.T, s *shard, g string, off int64, at time.Time) {
 		t.Fatal(err)
 	}
 	s.offsets.Commit(k, o)
+	s.c.touched([]group.OffsetKey{k}, false)
 	s.entry(g, true, at)
 }
 
@@ -288,8 +289,16 @@ func TestOffsetExpiry(t *testing.T) {
 	if m := s.c.b.minCommittedOffset("t", 1); m != -1 {
 		t.Fatalf("min committed offset of an uncommitted partition %d, want -1", m)
 	}
+	commitAt(t, s, "recent", 0, t0) // a lower commit shows at once
+	if m := s.c.b.minCommittedOffset("t", 0); m != 0 {
+		t.Fatalf("min committed offset %d after a commit at 0, want 0", m)
+	}
+	commitAt(t, s, "recent", 4, t0)
 	if n := s.c.expireOffsets(now); n != 2 {
 		t.Fatalf("expired %d offsets, want 2 (simple and left)", n)
+	}
+	if m := s.c.b.minCommittedOffset("t", 0); m != 2 {
+		t.Fatalf("min committed offset %d after expiry, want 2 (stable)", m)
 	}
 	for g, want := range map[string]bool{"simple": false, "left": false, "stable": true, "recent": true} {
 		_, ok := s.offsets.Get(group.OffsetKey{Group: g, Topic: "t", Partition: 0})

@@ -71,6 +71,9 @@ func topicsNow(t *testing.T, addr string) map[string]kmsg.MetadataResponseTopic 
 		if tp.Topic == nil {
 			t.Fatalf("Metadata v12 answered a topic without a name: %+v", tp)
 		}
+		if tp.IsInternal {
+			continue // __consumer_offsets, created by the broker at start
+		}
 		out[*tp.Topic] = tp
 	}
 	return out
