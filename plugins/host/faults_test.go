@@ -662,3 +662,39 @@ func TestPluginDiesWithBroker(t *testing.T) {
 	_ = cmd.Wait()
 	eventually(t, 15*time.Second, "plugin still running after its broker was killed", func() bool { return !alive(pid) })
 }
+
+// TestOtherProtocolVersion: a plugin speaking another protocol version is
+// never used: the start fails, a fault names the versions, nothing is
+// decided.
+func TestOtherProtocolVersion(t *testing.T) {
+	t.Setenv("BROKKR_TESTPLUGIN_PROTOCOL", "2")
+	h := newHost(t, nil)
+	v, _, err := plugins.DecideChecked(context.Background(), retentionFor(t, h), oldLog(nil))
+	if !errors.Is(err, ErrUnavailable) || len(v.Delete) != 0 {
+		t.Fatalf("protocol 2 plugin: verdict %+v, err %v", v, err)
+	}
+	s := h.status(t, "testplugin")
+	if s.Faults != 1 || s.Running || !strings.Contains(strings.ToLower(s.LastError), "version") {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+// TestFrozenPlugin: a plugin process that stops answering altogether
+// (SIGSTOP: even its health service is silent) is found by the health
+// check, killed and restarted.
+func TestFrozenPlugin(t *testing.T) {
+	h := newHost(t, func(o *Options) { o.HealthInterval, o.CallTimeout = 200*time.Millisecond, 500*time.Millisecond })
+	p := retentionFor(t, h)
+	checkRecovers(t, h, p)
+	pid := pidOf(t, h, "testplugin")
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	eventually(t, 10*time.Second, "frozen plugin not noticed", func() bool { return h.status(t, "testplugin").Faults == 1 })
+	if s := h.status(t, "testplugin"); !strings.Contains(s.LastError, "health check") {
+		t.Fatalf("status %+v", s)
+	}
+	eventually(t, 10*time.Second, "frozen plugin not killed", func() bool { return !alive(pid) })
+	checkRecovers(t, h, p)
+}

@@ -15,7 +15,8 @@
 //	twice           Survivors: an offset listed twice
 //
 // BROKKR_TESTPLUGIN_SERVES=retention|compaction serves only that kind;
-// BROKKR_TESTPLUGIN_CPUPROFILE=<file> writes a CPU profile (benchmarks).
+// BROKKR_TESTPLUGIN_CPUPROFILE=<file> writes a CPU profile (benchmarks);
+// BROKKR_TESTPLUGIN_PROTOCOL=2 speaks protocol version 2.
 //
 // It is built into a temporary directory by the tests; it is not a product.
 package main
@@ -26,8 +27,11 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/brokkr/brokkr/plugins"
 	"github.com/brokkr/brokkr/plugins/builtin"
+	"github.com/brokkr/brokkr/plugins/internal/pluginpb"
 	"github.com/brokkr/brokkr/plugins/sdk"
 )
 
@@ -118,6 +122,13 @@ func main() {
 			defer f.Close()
 			defer pprof.StopCPUProfile()
 		}
+	}
+	if os.Getenv("BROKKR_TESTPLUGIN_PROTOCOL") == "2" { // a plugin of a future protocol
+		hs := pluginpb.Handshake
+		hs.ProtocolVersion = 2
+		plugin.Serve(&plugin.ServeConfig{HandshakeConfig: hs, Plugins: plugin.PluginSet{
+			pluginpb.NameRetention: &pluginpb.Plugin{Kind: pluginpb.NameRetention, Retention: o.Retention}}})
+		return
 	}
 	sdk.Serve(o)
 }
