@@ -919,12 +919,21 @@ func (c *cleaning) writeOut() error {
 	return nil
 }
 
-// discardStaged removes what an aborted clean wrote.
+// discardStaged removes what an aborted (uncommitted) clean wrote: the
+// staging directory and every *.cleaned file, also those of a group whose
+// files were being moved when it failed.
 func (l *Log) discardStaged(newBases []int64) {
 	l.fs.RemoveAll(filepath.Join(l.dir, cleanerStagingDir))
 	for _, b := range newBases {
 		for _, ext := range []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt} {
 			l.fs.Remove(segment.FileName(l.dir, b, ext) + CleanedSuffix)
+		}
+	}
+	if ents, err := l.fs.ReadDir(l.dir); err == nil {
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name, CleanedSuffix) {
+				l.fs.Remove(filepath.Join(l.dir, e.Name))
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -648,7 +649,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Append at least 1000 batches, and on until the cleaner swapped 3
 	// times (bounded: 20000 batches or 30 s).
-	stopAt := time.Now().Add(30 * time.Second)
+	stopAt := time.Now().Add(15 * time.Second)
 	for i := 0; i < 20000 && (i < 1000 || swaps.Load() < 3) && time.Now().Before(stopAt); i++ {
 		cdc, recs := randomBatch(rng, 40, time.Now().UnixMilli(), 10)
 		got := appendRecords(t, l, cdc, recs)
@@ -660,7 +661,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 		}
 		mu.Unlock()
 		l.SetHighWatermark(l.LogEndOffset() - int64(rng.IntN(3)))
-		if i%300 == 299 {
+		if i%300 == 299 && i < 1000 { // (a deletion aborts the clean running then)
 			segs := l.Segments()
 			if _, err := l.DeleteSegmentsBelow(segs[1].Base); err != nil {
 				t.Fatal(err)
@@ -968,4 +969,39 @@ type cancelPass struct {
 func (c *cancelPass) Survivors(ctx context.Context, b []plugins.Record) ([]int64, error) {
 	c.after()
 	return c.CompactionPass.Survivors(ctx, b)
+}
+
+// TestCleanDiskFull: writes failing with ENOSPC at various points of a
+// clean fail it with ErrStorage; the files are unchanged, nothing is left
+// behind, and once space is back the clean succeeds.
+func TestCleanDiskFull(t *testing.T) {
+	for _, after := range []int{0, 3, 10, 40} {
+		t.Run(fmt.Sprint(after), func(t *testing.T) {
+			fsys, l, _, pre := cleanFixture(t, 6)
+			defer l.Close()
+			before := memFiles(t, fsys, "/logs/t-0")
+			fsys.FailWritesAfter(after, syscall.ENOSPC)
+			_, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg})
+			fsys.ClearFaults()
+			if !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("error %v, want ErrStorage and ENOSPC", err)
+			}
+			after := memFiles(t, fsys, "/logs/t-0")
+			if len(after) != len(before) {
+				t.Fatalf("files %d -> %d: %v", len(before), len(after), cleanerFiles(t, fsys, "/logs/t-0"))
+			}
+			for n, b := range before {
+				if after[n] != b {
+					t.Fatalf("file %s changed", n)
+				}
+			}
+			if got := logRecords(t, l); !sameRecords(got, pre) {
+				t.Fatal(diffRecords(got, pre))
+			}
+			res, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg})
+			if err != nil || res.SegmentsBefore == 0 {
+				t.Fatalf("clean with space back: %+v %v", res, err)
+			}
+		})
+	}
 }
