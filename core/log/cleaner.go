@@ -372,11 +372,21 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		res.Took = time.Since(t0)
 		return res, err
 	}
+	type outGroup struct {
+		from, to int // srcs[from:to]
+		kept     bool
+	}
+	var groups []outGroup
 	for _, g := range groupSegments(srcs, cfg) {
 		kept, err := c.rewriteGroup(staging, g, g[0].base == srcs[0].base)
 		if err != nil {
 			return fail(err)
 		}
+		from := 0
+		if n := len(groups); n > 0 {
+			from = groups[n-1].to
+		}
+		groups = append(groups, outGroup{from: from, to: from + len(g), kept: kept})
 		if kept {
 			newBases = append(newBases, g[0].base)
 		}
@@ -415,9 +425,33 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		}
 	}
 	defer unlock()
-	changed := l.closed || len(l.segs) <= len(srcs) || l.segs[len(srcs)].Base() != end
-	for i := 0; !changed && i < len(srcs); i++ {
-		changed = l.segs[i] != srcs[i].s || l.segs[i].NextOffset() != srcs[i].next
+	// Retention may have deleted a prefix srcs[:gone] meanwhile (it deletes
+	// whole segments from the front); anything else changed aborts.
+	gone := 0
+	for gone < len(srcs) && len(l.segs) > 0 && l.segs[0] != srcs[gone].s {
+		gone++
+	}
+	n := len(srcs) - gone // source segments still in the log
+	changed := l.closed || n == 0 || len(l.segs) <= n || l.segs[n].Base() != end
+	for i := 0; !changed && i < n; i++ {
+		changed = l.segs[i] != srcs[gone+i].s || l.segs[i].NextOffset() != srcs[gone+i].next
+	}
+	var dropped []int64 // outputs of groups retention deleted whole
+	if !changed && gone > 0 {
+		keepBases := newBases[:0:0]
+		for _, g := range groups {
+			switch {
+			case g.from < gone && g.to > gone:
+				changed = true // a group half deleted: its output would bring deleted records back
+			case g.from == gone && !g.kept:
+				changed = true // the new first segment's output was dropped (empty)
+			case g.to <= gone && g.kept:
+				dropped = append(dropped, srcs[g.from].base)
+			case g.from >= gone && g.kept:
+				keepBases = append(keepBases, srcs[g.from].base)
+			}
+		}
+		newBases = keepBases
 	}
 	if l.closed {
 		// Closed, maybe deleted: if the partition dir was renamed away while
@@ -429,6 +463,21 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 	}
 	if changed {
 		return fail(ErrCleanAborted)
+	}
+	if len(dropped) > 0 {
+		// The commit record names them as new: remove their files durably
+		// first, so that a replay cannot bring deleted records back.
+		for _, b := range dropped {
+			for _, ext := range []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt} {
+				if err := l.fs.Remove(segment.FileName(l.dir, b, ext) + CleanedSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fail(fmt.Errorf("%w: remove %s: %w", ErrStorage, segment.FileName(l.dir, b, ext)+CleanedSuffix, err))
+				}
+			}
+		}
+		if err := l.fs.SyncDir(l.dir); err != nil {
+			return fail(fmt.Errorf("%w: sync %s: %w", ErrStorage, l.dir, err))
+		}
+		l.log.Info("retention deleted segments during the clean; their outputs are dropped", "bases", dropped)
 	}
 	l.cleanStep("locked")
 	if err := commitSwapRecord(l.fs, l.dir); err != nil {
@@ -479,10 +528,10 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		}
 		opened = append(opened, &seg{Segment: s, created: created})
 	}
-	for _, s := range l.segs[:len(srcs)] {
+	for _, s := range l.segs[:n] {
 		s.CloseNoSeal() // files already renamed over or removed; readers keep theirs
 	}
-	l.segs = append(opened, l.segs[len(srcs):]...)
+	l.segs = append(opened, l.segs[n:]...)
 	l.cl.cleanedTo = end
 	unlock()
 	l.cleanStep("swapped")
@@ -494,7 +543,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		l.log.Warn("cannot complete a clean's swap on disk; will retry", "err", err)
 	}
 	res.CleanedTo = end
-	res.SegmentsBefore, res.SegmentsAfter = len(srcs), len(opened)
+	res.SegmentsBefore, res.SegmentsAfter = n, len(opened)
 	res.Took = time.Since(t0)
 	l.log.Info("cleaned", "from", res.FirstDirty, "to", end, "segments_before", res.SegmentsBefore, "segments_after", res.SegmentsAfter,
 		"records_kept", res.RecordsKept, "records_removed", res.RecordsRemoved, "bytes_read", res.BytesRead, "bytes_written", res.BytesWritten,

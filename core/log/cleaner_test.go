@@ -1005,3 +1005,91 @@ func TestCleanDiskFull(t *testing.T) {
 		})
 	}
 }
+
+// TestCleanWithRetentionMeanwhile: retention deleting whole groups of the
+// segments being cleaned does not abort the clean (their outputs are
+// dropped, the rest is swapped, the log start stays where retention put
+// it); deleting part of a group does abort it, changing nothing else.
+func TestCleanWithRetentionMeanwhile(t *testing.T) {
+	t.Run("whole-groups", func(t *testing.T) {
+		c := newClock()
+		fsys, l := memLog(t, cleanerConfig(), c)
+		defer l.Close()
+		rng := rand.New(rand.NewPCG(12, 12))
+		var pre []mrec
+		for i := 0; i < 120; i++ {
+			cdc, recs := randomBatch(rng, 30, int64(1000+i), 20)
+			pre = append(pre, appendRecords(t, l, cdc, recs)...)
+		}
+		l.SetHighWatermark(l.LogEndOffset())
+		var start int64
+		l.cl.step = func(s string) {
+			if s == "staged" {
+				segs := l.Segments()
+				if _, err := l.DeleteSegmentsBelow(segs[2].Base); err != nil {
+					t.Error(err)
+				}
+				start = l.LogStartOffset()
+			}
+		}
+		res, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.LogStartOffset() != start || l.Segments()[0].Base != start || start == 0 {
+			t.Fatalf("log start %d, first segment %d, retention set %d", l.LogStartOffset(), l.Segments()[0].Base, start)
+		}
+		var left []mrec
+		for _, r := range pre {
+			if r.Off >= start {
+				left = append(left, r)
+			}
+		}
+		want := modelClean(left, res.CleanedTo, cleanNow, 100)
+		if got := logRecords(t, l); !sameRecords(got, want) {
+			t.Fatal(diffRecords(got, want))
+		}
+		if f := cleanerFiles(t, fsys, "/logs/t-0"); len(f) > 0 {
+			t.Fatalf("left behind %v", f)
+		}
+		l.Close()
+		l2, err := Open("/logs/t-0", cleanerConfig(), Options{FS: fsys, Now: c.Now, RecoveryPoint: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l2.Close()
+		if got := logRecords(t, l2); !sameRecords(got, want) || l2.LogStartOffset() != start {
+			t.Fatalf("after reopen (start %d): %s", l2.LogStartOffset(), diffRecords(got, want))
+		}
+	})
+	t.Run("half-a-group", func(t *testing.T) {
+		fsys, l, _, pre := cleanFixture(t, 5) // its small cleaned segments are merged
+		defer l.Close()
+		var start int64
+		l.cl.step = func(s string) {
+			if s == "staged" {
+				segs := l.Segments()
+				if _, err := l.DeleteSegmentsBelow(segs[1].Base); err != nil {
+					t.Error(err)
+				}
+				start = l.LogStartOffset()
+			}
+		}
+		_, err := l.Clean(context.Background(), CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg})
+		if !errors.Is(err, ErrCleanAborted) {
+			t.Fatalf("error %v, want ErrCleanAborted", err)
+		}
+		var want []mrec
+		for _, r := range pre {
+			if r.Off >= start {
+				want = append(want, r)
+			}
+		}
+		if got := logRecords(t, l); !sameRecords(got, want) {
+			t.Fatal(diffRecords(got, want))
+		}
+		if f := cleanerFiles(t, fsys, "/logs/t-0"); len(f) > 0 {
+			t.Fatalf("left behind %v", f)
+		}
+	})
+}
