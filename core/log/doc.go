@@ -55,7 +55,9 @@
 // commit record as cleaner-swap.tmp: the replaced bases ("old"), the new
 // bases ("new", a subset of the old) and the new checkpoint — all without
 // the log's lock. It then takes the lock, checks that the segments it read
-// are still the log's (else ErrCleanAborted), and commits: renames
+// are still the log's (else ErrCleanAborted; but if retention deleted
+// whole groups from the front meanwhile, their outputs are removed, with a
+// directory sync, and the rest goes on), and commits: renames
 // cleaner-swap.tmp to cleaner-swap and syncs the directory. Still under the
 // lock it renames every <new><ext>.cleaned over <new><ext>, removes the
 // files of every old base that is not a new base, opens the new segments,
