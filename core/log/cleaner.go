@@ -239,8 +239,12 @@ func (l *Log) CleanState(nowMs int64, minCompactionLagMs int64) CleanState {
 			st.DirtyBytes += s.Size()
 		}
 		if s.Base() >= st.CleanedTo && i < len(l.segs)-1 && s.Size() > 0 {
-			if b, err := s.ReadBatch(0); err == nil {
-				if h, err := segment.ParseHeader(b); err == nil && (st.OldestDirtyTimestamp < 0 || h.MaxTimestamp < st.OldestDirtyTimestamp) {
+			// The first batch's header only (Kafka's first batch timestamp).
+			if r, err := s.Read(0, 0, s.Size(), true); err == nil {
+				var hb [segment.HeaderSize]byte
+				_, err := r.File.ReadAt(hb[:], r.Pos)
+				r.Release()
+				if h, _ := segment.ParseHeader(hb[:]); (err == nil || err == io.EOF) && (st.OldestDirtyTimestamp < 0 || h.MaxTimestamp < st.OldestDirtyTimestamp) {
 					st.OldestDirtyTimestamp = h.MaxTimestamp
 				}
 			}
