@@ -275,9 +275,15 @@ type srcSeg struct {
 // uncleanable offset is shown to Survivors and rewritten with the surviving
 // records, keeping their offsets. The rewrite happens without the log's
 // lock; the lock is taken only to swap the segment list. The swap is
-// crash-safe (package doc, "Cleaning"). A policy error, an invalid
-// Survivors answer or a log that changed meanwhile (ErrCleanAborted)
-// changes nothing and leaves no file behind.
+// crash-safe (package doc, "Cleaning"). A policy error or panic
+// (plugins.ErrPolicyFailed), an invalid Survivors answer
+// (plugins.ErrRefused), a corrupt batch, a cancelled ctx, a disk error
+// (ErrStorage) or a log that changed meanwhile (ErrCleanAborted: retry
+// later) changes nothing and leaves no file behind; so does ErrClosed.
+//
+// The Key, Value and header slices of the records passed to Scan and
+// Survivors point into the cleaner's buffers and are valid only during the
+// call: a policy that keeps them must copy them.
 func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err error) {
 	t0 := time.Now()
 	if o.Policy == nil {
