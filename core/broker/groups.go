@@ -32,6 +32,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/brokkr/brokkr/core/codec"
 	"github.com/brokkr/brokkr/core/controller"
@@ -508,71 +509,173 @@ func (s *shard) load() (int, int, error) {
 }
 
 // readAll calls fn for every record of the log from its start to its end
-// (compressed batches inflated; control batches skipped).
+// (compressed batches inflated; control batches skipped). Reading and
+// decoding run in a goroutine of their own, a chunk (up to 8 MiB of
+// batches) ahead of fn, so a load uses two cores; fn must not keep the
+// slices it is given.
 func readAll(pl partLog, fn func(key, value []byte) error) (int, error) {
 	a, ok := pl.(*logAdapter)
 	if !ok {
 		return 0, fmt.Errorf("log %T cannot be read for loading", pl)
 	}
-	l := a.l
-	off, end := l.LogStartOffset(), l.LogEndOffset()
+	const depth = 2
+	chunks := make(chan *decodedChunk, depth)
+	free := make(chan *decodedChunk, depth+2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(chunks)
+		l := a.l
+		off, end := l.LogStartOffset(), l.LogEndOffset()
+		for off < end {
+			var c *decodedChunk
+			select {
+			case c = <-free:
+			default:
+				c = &decodedChunk{}
+			}
+			next, err := c.read(l, off)
+			if err == nil && next <= off {
+				err = fmt.Errorf("no progress reading at offset %d", off)
+			}
+			c.err = err
+			select {
+			case chunks <- c:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			off = next
+		}
+	}()
 	n := 0
-	var buf []byte
-	for off < end {
-		res, err := l.Read(off, plog.ReadOptions{MaxBytes: 8 << 20, Limit: plog.LimitLogEnd, MinOneBatch: true})
-		if err != nil {
-			return n, err
-		}
-		if res.Region.Len == 0 {
-			res.Release()
-			break
-		}
-		if int64(cap(buf)) < res.Region.Len {
-			buf = make([]byte, res.Region.Len)
-		}
-		buf = buf[:res.Region.Len]
-		_, err = res.Region.File.ReadAt(buf, res.Region.Pos)
-		res.Release()
-		if err != nil {
-			return n, err
-		}
-		next := off
-		for pos := 0; pos+segment.HeaderSize <= len(buf); {
-			h, err := segment.ParseHeader(buf[pos:])
-			if err != nil {
-				return n, fmt.Errorf("offset %d: %w", next, err)
-			}
-			size := int(h.Size())
-			if pos+size > len(buf) {
-				break
-			}
-			batch := buf[pos : pos+size]
-			pos += size
-			next = h.NextOffset()
-			if h.Control() || h.NextOffset() <= off {
-				continue
-			}
-			plain, err := codec.PlainBatch(batch, maxDecompressed)
-			if err != nil {
-				return n, fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
-			}
-			err = segment.WalkRecords(plain, func(r segment.Record) error {
-				if h.BaseOffset+int64(r.OffsetDelta) < off {
-					return nil
-				}
-				n++
-				return fn(r.Key, r.Value)
-			})
-			if err != nil {
-				return n, fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
+	for c := range chunks {
+		for _, r := range c.recs {
+			n++
+			if err := fn(c.slice(r.key), c.slice(r.value)); err != nil {
+				return n, err
 			}
 		}
-		if next <= off {
-			return n, fmt.Errorf("no progress reading at offset %d", off)
+		if c.err != nil {
+			return n, c.err
 		}
-		off = next
+		select {
+		case free <- c:
+		default:
+		}
 	}
 	return n, nil
+}
+
+// decodedChunk is one read of the log: its bytes, the inflated records of
+// its compressed batches, and where each record's key and value are. The
+// records are positions, not slices, so the garbage collector has nothing
+// to scan or barrier in them.
+type decodedChunk struct {
+	buf    []byte
+	plains [][]byte // inflated batches; span.buf-1 indexes them
+	recs   []kvSpan
+	err    error
+}
+
+type span struct {
+	buf      int32 // 0: decodedChunk.buf; i > 0: plains[i-1]
+	off, len int32 // len -1: null
+}
+
+type kvSpan struct{ key, value span }
+
+func (c *decodedChunk) slice(s span) []byte {
+	if s.len < 0 {
+		return nil
+	}
+	b := c.buf
+	if s.buf > 0 {
+		b = c.plains[s.buf-1]
+	}
+	return b[s.off : s.off+s.len : s.off+s.len]
+}
+
+// read reads whole batches from off (up to 8 MiB, at least one batch) and
+// locates their records; it returns the offset after the last batch read.
+func (c *decodedChunk) read(l *plog.Log, off int64) (int64, error) {
+	c.buf, c.plains, c.recs = c.buf[:0], c.plains[:0], c.recs[:0]
+	res, err := l.Read(off, plog.ReadOptions{MaxBytes: 8 << 20, Limit: plog.LimitLogEnd, MinOneBatch: true})
+	if err != nil {
+		return off, err
+	}
+	if res.Region.Len == 0 {
+		res.Release()
+		return res.LogEndOffset, nil
+	}
+	if int64(cap(c.buf)) < res.Region.Len {
+		c.buf = make([]byte, res.Region.Len)
+	}
+	c.buf = c.buf[:res.Region.Len]
+	_, err = res.Region.File.ReadAt(c.buf, res.Region.Pos)
+	res.Release()
+	if err != nil {
+		return off, err
+	}
+	next := off
+	for pos := 0; pos+segment.HeaderSize <= len(c.buf); {
+		h, err := segment.ParseHeader(c.buf[pos:])
+		if err != nil {
+			return next, fmt.Errorf("offset %d: %w", next, err)
+		}
+		size := int(h.Size())
+		if pos+size > len(c.buf) {
+			break
+		}
+		batch, base := c.buf[pos:pos+size], int32(pos)
+		pos += size
+		next = h.NextOffset()
+		if h.Control() || h.NextOffset() <= off {
+			continue
+		}
+		which := int32(0)
+		if h.Codec() != segment.CodecNone {
+			plain, err := codec.PlainBatch(batch, maxDecompressed)
+			if err != nil {
+				return next, fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
+			}
+			c.plains = append(c.plains, plain)
+			batch, base, which = plain, 0, int32(len(c.plains))
+		}
+		// Keys and values are subslices of batch (WalkRecords does not
+		// copy): their positions follow from their addresses.
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(batch)))
+		outside := false
+		at := func(b []byte) span {
+			if b == nil {
+				return span{len: -1}
+			}
+			if len(b) == 0 {
+				return span{buf: which}
+			}
+			d := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - start
+			if d > uintptr(len(batch)-len(b)) {
+				outside = true // not a subslice of batch: refuse rather than misread
+				return span{len: -1}
+			}
+			return span{buf: which, off: base + int32(d), len: int32(len(b))}
+		}
+		err = segment.WalkRecords(batch, func(r segment.Record) error {
+			if h.BaseOffset+int64(r.OffsetDelta) >= off {
+				c.recs = append(c.recs, kvSpan{key: at(r.Key), value: at(r.Value)})
+			}
+			return nil
+		})
+		if err == nil && outside {
+			err = errors.New("a record's key or value is not inside its batch")
+		}
+		if err != nil {
+			return next, fmt.Errorf("batch at offset %d: %w", h.BaseOffset, err)
+		}
+	}
+	return next, nil
 }
 
 // minCommittedOffset is the lowest offset any group committed for the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brokkr/brokkr/core/codec"
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/group"
 	plog "github.com/brokkr/brokkr/core/log"
@@ -126,20 +127,41 @@ func TestShardStoreAndLoad(t *testing.T) {
 		t.Fatalf("%d segments, want several", len(l.Segments()))
 	}
 
+	// A gzip batch, as a Kafka broker may have written.
+	var gz []codec.Record
+	for p := int32(0); p < 3; p++ {
+		k := group.OffsetKey{Group: "gz", Topic: "t", Partition: p}
+		o := group.Offset{Offset: 100 + int64(p), LeaderEpoch: 2, Metadata: "z", CommitTimestamp: now.UnixMilli(), ExpireTimestamp: -1}
+		key, val := group.OffsetCommitRecord(k, &o)
+		gz = append(gz, codec.Record{OffsetDelta: p, Key: key, Value: val})
+		s.offsets.Commit(k, o)
+	}
+	batch, err := codec.EncodeBatch(codec.BatchHeader{Attributes: 1, PartitionLeaderEpoch: -1, BaseTimestamp: now.UnixMilli(),
+		ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1, LastOffsetDelta: -1}, gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := part.log.Append(batch, 0); err != nil {
+		t.Fatal(err)
+	}
+	part.log.SetHighWatermark(part.log.EndOffset())
+
 	fresh := newShard()
 	recs, groups, err := fresh.load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if recs != 50*4+2 || groups != 2 || fresh.state != shardActive {
-		t.Fatalf("loaded %d records, %d groups, state %v; want 202, 2, active", recs, groups, fresh.state)
+	if recs != 50*4+2+3 || groups != 3 || fresh.state != shardActive {
+		t.Fatalf("loaded %d records, %d groups, state %v; want 205, 3, active", recs, groups, fresh.state)
 	}
-	for p := int32(0); p < 4; p++ {
-		k := group.OffsetKey{Group: "g1", Topic: "t", Partition: p}
+	for _, k := range []group.OffsetKey{
+		{Group: "g1", Topic: "t", Partition: 0}, {Group: "g1", Topic: "t", Partition: 1}, {Group: "g1", Topic: "t", Partition: 2},
+		{Group: "g1", Topic: "t", Partition: 3}, {Group: "gz", Topic: "t", Partition: 0}, {Group: "gz", Topic: "t", Partition: 2},
+	} {
 		want, wok := s.offsets.Get(k)
 		got, gok := fresh.offsets.Get(k)
-		if wok != gok || want.Offset != got.Offset || want.Metadata != got.Metadata {
-			t.Fatalf("partition %d: loaded %+v %v, want %+v %v", p, got, gok, want, wok)
+		if wok != gok || want.Offset != got.Offset || want.Metadata != got.Metadata || want.LeaderEpoch != got.LeaderEpoch {
+			t.Fatalf("%+v: loaded %+v %v, want %+v %v", k, got, gok, want, wok)
 		}
 	}
 	g2 := fresh.groups["g2"]
@@ -149,8 +171,8 @@ func TestShardStoreAndLoad(t *testing.T) {
 	if a := g2.g.Describe().Members[0].Assignment; string(a) != "a" {
 		t.Fatalf("g2's member assignment after load %q, want a", a)
 	}
-	if got := minCommitted([]*shard{fresh})[tp{"t", 0}]; got != 490 {
-		t.Fatalf("min committed offset %d, want 490", got)
+	if got := minCommitted([]*shard{fresh})[tp{"t", 0}]; got != 100 {
+		t.Fatalf("min committed offset %d, want 100 (gz)", got)
 	}
 }
 
