@@ -116,27 +116,14 @@ func (b *Broker) groupConfig() group.Config {
 
 func (c *groupCoord) nextReq() group.ReqID { return group.ReqID(c.seq.Add(1)) }
 
-// run makes sure __consumer_offsets exists, then creates and loads the
-// shards of the partitions this broker leads. It retries until ctx ends.
-func (c *groupCoord) run(ctx context.Context) {
-	var t controller.Topic
-	for attempt := 0; ; attempt++ {
-		var err error
-		t, err = c.b.ensureOffsetsTopic(ctx)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if attempt%20 == 0 {
-			c.b.log.Warn("__consumer_offsets is not available yet; group requests wait", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(250 * time.Millisecond):
-		}
+// setup finds (or, as the controller, creates) __consumer_offsets and
+// creates a loading shard for each partition this broker leads. Start
+// calls it once so FindCoordinator answers as soon as the broker is ready;
+// if that fails, run retries.
+func (c *groupCoord) setup(ctx context.Context) ([]*shard, error) {
+	t, err := c.b.ensureOffsetsTopic(ctx)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.b.ensureLocalLogs(t); err != nil {
 		c.b.log.Error("opening the logs of __consumer_offsets", "err", err)
@@ -144,9 +131,9 @@ func (c *groupCoord) run(ctx context.Context) {
 	leaders := make([]int32, len(t.Partitions))
 	var mine []*shard
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return
+		return nil, errors.New("closed")
 	}
 	for i, p := range t.Partitions {
 		leaders[i] = p.Leader
@@ -164,8 +151,29 @@ func (c *groupCoord) run(ctx context.Context) {
 	}
 	c.leaders = leaders
 	c.n = int32(len(t.Partitions))
-	c.mu.Unlock()
+	return mine, nil
+}
 
+// run finishes what setup did not (retrying until ctx ends) and loads the
+// shards (mine, when setup already ran) in the background.
+func (c *groupCoord) run(ctx context.Context, mine []*shard, ready bool) {
+	for attempt := 0; !ready; attempt++ {
+		var err error
+		if mine, err = c.setup(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt%20 == 0 {
+			c.b.log.Warn("__consumer_offsets is not available yet; group requests wait", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	start := time.Now()
 	var recs, groups int
 	for _, s := range mine {

@@ -122,10 +122,12 @@ func (b *Broker) Start(ctx context.Context) error {
 	for b.controllerID(ctx) < 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	// The group coordinator finds or creates __consumer_offsets and loads
-	// its shards in the background; until then group requests get
+	// The group coordinator finds or creates __consumer_offsets now (so
+	// FindCoordinator answers once the broker is ready) and loads its
+	// shards in the background; until then group requests get
 	// COORDINATOR_LOAD_IN_PROGRESS.
-	go b.groups.run(runCtx)
+	shards, err := b.groups.setup(ctx)
+	go b.groups.run(runCtx, shards, err == nil)
 	go b.groups.retentionLoop(runCtx)
 	b.readyIn = time.Since(started)
 	b.log.Info("broker ready", "node", b.Config.NodeID, "cluster", b.clusterID, "in", b.readyIn)
