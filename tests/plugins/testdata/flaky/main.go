@@ -46,7 +46,11 @@ func call(cfg map[string]string) error {
 		n, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
 	n++
-	if err := os.WriteFile(path, []byte(strconv.Itoa(n)), 0o644); err != nil {
+	// Write and rename, so a reader never sees a half-written count.
+	if err := os.WriteFile(path+".tmp", []byte(strconv.Itoa(n)), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
 		return err
 	}
 	if n <= k {
