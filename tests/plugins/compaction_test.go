@@ -47,8 +47,12 @@ func sameRecords(got, want []rec) bool {
 func TestCompactionLatestN(t *testing.T) {
 	e := start(t)
 	const topic = "latest2"
-	e.createTopic(topic, "cleanup.policy=compact", "brokkr.compaction.plugin=compaction-latest-n",
-		"brokkr.plugin.compaction-latest-n.n=2", "segment.bytes=1024", "min.cleanable.dirty.ratio=0.01")
+	// Created as the plugin's README says, with the CLI.
+	out := e.cli("topic", "create", topic, "-c", "cleanup.policy=compact", "-c", "brokkr.compaction.plugin=compaction-latest-n",
+		"-c", "brokkr.plugin.compaction-latest-n.n=2", "-c", "segment.bytes=1024", "-c", "min.cleanable.dirty.ratio=0.01")
+	if !strings.Contains(out, "created") {
+		t.Fatalf("brokkr topic create: %s", out)
+	}
 
 	now := time.Now()
 	pad := strings.Repeat(".", 150)
