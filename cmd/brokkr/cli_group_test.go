@@ -165,6 +165,23 @@ func TestGroupCommands(t *testing.T) {
 		t.Fatalf("describe --json offsets[2]: %+v", o)
 	}
 
+	// A static member (group.instance.id) shows its instance id.
+	static, err := kgo.NewClient(kgo.SeedBrokers(b), kgo.ClientID("cli-static"), kgo.ConsumerGroup("pinned"),
+		kgo.InstanceID("pod-7"), kgo.ConsumeTopics("orders"), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer static.Close()
+	testbroker.Eventually(t, 20*time.Second, "the static member to join", func() bool {
+		static.PollRecords(ctx, 1)
+		_, gen := static.GroupMetadata()
+		return gen > 0
+	})
+	r = mustRun(t, "", "group", "describe", "pinned", "--brokers", b)
+	if !regexp.MustCompile(`(?m)^pod-7-\S+\s+pod-7\s+cli-static\s+/?127\.0\.0\.1\s+orders:0,1,2$`).MatchString(r.stdout) {
+		t.Fatalf("describe of a group with a static member:\n%s", r.stdout)
+	}
+
 	// A group with members can neither be deleted nor sought.
 	mustFail(t, []string{`group "app"`, "NON_EMPTY_GROUP"}, "", "group", "delete", "app", "--brokers", b)
 	mustFail(t, []string{`group "app" is Stable with 1 member(s)`, "inactive"}, "", "group", "seek", "app", "--topic", "orders", "--to-earliest", "--brokers", b)
