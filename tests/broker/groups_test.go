@@ -826,3 +826,54 @@ func TestJoinGroupRefusals(t *testing.T) {
 		t.Fatalf("refused joins left groups behind: %+v", gs)
 	}
 }
+
+// TestShutdownAnswersParkedJoin: a JoinGroup parked in a rebalance (the
+// other member has not rejoined) is answered NOT_COORDINATOR when the
+// broker stops, and the stop is prompt.
+func TestShutdownAnswersParkedJoin(t *testing.T) {
+	b := testbroker.Start(t, groupOverrides...)
+	waitCoordinator(t, b.Addr, "sd")
+	a := dial(t, b.Addr)
+	ja := a.mustRoundTrip(joinReq(3, "sd", "")).(*kmsg.JoinGroupResponse)
+	if ja.ErrorCode != 0 {
+		t.Fatalf("first join: error %d", ja.ErrorCode)
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.SetVersion(3)
+	sync.Group, sync.MemberID, sync.Generation = "sd", ja.MemberID, ja.Generation
+	if c := a.mustRoundTrip(sync).(*kmsg.SyncGroupResponse).ErrorCode; c != 0 {
+		t.Fatalf("sync: error %d", c)
+	}
+	// A second member's join waits for the first to rejoin (10 s).
+	c := dial(t, b.Addr)
+	req := joinReq(3, "sd", "")
+	corr := c.nextCorr()
+	if err := c.write(frame(req, corr)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.readFrame(300 * time.Millisecond); err == nil {
+		t.Fatal("the second join was answered before the first member rejoined")
+	}
+	start := time.Now()
+	stopped := make(chan bool, 1)
+	go func() { _, clean := b.Stop(); stopped <- clean }()
+	got, body, err := c.readFrame(5 * time.Second)
+	if err != nil {
+		t.Fatalf("parked join not answered at shutdown: %v", err)
+	}
+	resp, err := decode(req, body)
+	if err != nil || got != corr {
+		t.Fatalf("parked join answer: corr %d (want %d), %v", got, corr, err)
+	}
+	if code := resp.(*kmsg.JoinGroupResponse).ErrorCode; code != kerr.NotCoordinator.Code {
+		t.Fatalf("parked join answered with error %d, want NOT_COORDINATOR", code)
+	}
+	if clean := <-stopped; !clean {
+		t.Fatal("the broker did not stop cleanly")
+	}
+	took := time.Since(start)
+	if took > 8*time.Second {
+		t.Fatalf("stopping with a parked join took %v", took)
+	}
+	t.Logf("stopped in %v with a parked join answered", took.Round(time.Millisecond))
+}
