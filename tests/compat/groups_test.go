@@ -705,7 +705,7 @@ func TestGroupThreeClients(t *testing.T) {
 	// Kill it while it holds records it has not committed (it waits
 	// 0.2 s between a batch and its commit), so the survivors must
 	// re-read exactly those.
-	poll(t, 30*time.Second, "python to read part of the second batch and hold uncommitted records", func() bool {
+	testbroker.Eventually(t, 30*time.Second, "python to read part of the second batch and hold uncommitted records", func() bool {
 		return l.readsBy("python", n1, n1+n2) >= 100 && l.uncommitted("python") > 0
 	})
 	if err := py.cmd.Process.Signal(syscall.SIGKILL); err != nil {
