@@ -271,7 +271,7 @@ func (c *groupCoord) coordinatorOf(groupID string) (int32, int16) {
 // lock returns the group's shard locked and active, or the error code to
 // answer: COORDINATOR_LOAD_IN_PROGRESS while the shard (or the offsets
 // topic itself) is being set up, NOT_COORDINATOR for a group another broker
-// leads, COORDINATOR_NOT_AVAILABLE when shutting down.
+// leads and for every group once the broker is shutting down.
 func (c *groupCoord) lock(groupID string) (*shard, int16) {
 	c.mu.RLock()
 	n, closed := c.n, c.closed
@@ -300,8 +300,8 @@ func (c *groupCoord) lock(groupID string) (*shard, int16) {
 	return s, 0
 }
 
-// activeShards returns the shards, and whether any is still loading (or
-// the offsets topic is not known yet).
+// allShards returns the shards by partition, and whether the offsets
+// topic is still unknown (so more shards may come).
 func (c *groupCoord) allShards() ([]*shard, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
