@@ -105,9 +105,10 @@ type CompactionParams struct {
 }
 
 // CompactionPolicy starts cleaning passes. A pass mirrors Kafka's two-phase
-// cleaner: the host first shows every batch of the section being cleaned to
-// Scan (in offset order), then shows the same batches again to Survivors,
-// which answers which offsets of that batch are kept.
+// cleaner: the host first shows the dirty section (every cleanable record
+// for a FullScanner) to Scan, in offset order, then every cleanable record
+// to Survivors, again in offset order but batched independently, which
+// answers which offsets of each batch are kept.
 type CompactionPolicy interface {
 	Info() Info
 	Begin(ctx context.Context, p CompactionParams) (CompactionPass, error)
