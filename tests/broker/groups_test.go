@@ -187,6 +187,7 @@ func waitCoordinator(t *testing.T, addr, grp string) {
 // UNKNOWN_MEMBER_ID, each version on its own group.
 func TestJoinGroupVersionEdges(t *testing.T) {
 	b := testbroker.Start(t, groupOverrides...)
+	createTopic(t, b.Addr, "jv-topic", 1, nil)
 	waitCoordinator(t, b.Addr, "jv-0")
 	rc := dial(t, b.Addr)
 	for v := int16(0); v <= 9; v++ {
@@ -211,6 +212,25 @@ func TestJoinGroupVersionEdges(t *testing.T) {
 			t.Fatalf("v%d join: leader got %d members, want 1", v, len(resp.Members))
 		}
 		member, gen := resp.MemberID, resp.Generation
+		memberCommit := func(g int32) int16 {
+			req := kmsg.NewPtrOffsetCommitRequest()
+			req.SetVersion(9)
+			req.Group, req.MemberID, req.Generation = grp, member, g
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = "jv-topic"
+			rp := kmsg.NewOffsetCommitRequestTopicPartition()
+			rp.Offset = 1
+			rt.Partitions = []kmsg.OffsetCommitRequestTopicPartition{rp}
+			req.Topics = []kmsg.OffsetCommitRequestTopic{rt}
+			return rc.mustRoundTrip(req).(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+		}
+		if v == 9 {
+			// Awaiting the leader's assignment, a member's commit is
+			// REBALANCE_IN_PROGRESS, as Kafka.
+			if c := memberCommit(gen); c != kerr.RebalanceInProgress.Code {
+				t.Fatalf("commit before the sync: error %d, want REBALANCE_IN_PROGRESS", c)
+			}
+		}
 
 		sv := min(v, 5)
 		sync := kmsg.NewPtrSyncGroupRequest()
@@ -242,6 +262,14 @@ func TestJoinGroupVersionEdges(t *testing.T) {
 		}
 		if c := hb("nobody", gen); c != kerr.UnknownMemberID.Code {
 			t.Fatalf("v%d heartbeat of an unknown member: error %d, want UNKNOWN_MEMBER_ID", v, c)
+		}
+		if v == 9 {
+			if c := memberCommit(gen + 1); c != kerr.IllegalGeneration.Code {
+				t.Fatalf("commit with a stale generation: error %d, want ILLEGAL_GENERATION", c)
+			}
+			if c := memberCommit(gen); c != 0 {
+				t.Fatalf("member commit: error %d", c)
+			}
 		}
 	}
 	// A heartbeat for a group that does not exist.
