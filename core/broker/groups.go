@@ -176,21 +176,37 @@ func (c *groupCoord) run(ctx context.Context, mine []*shard, ready bool) {
 	}
 	start := time.Now()
 	var recs, groups int
-	for _, s := range mine {
-		if ctx.Err() != nil {
+	pending := mine
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		var failed []*shard
+		for _, s := range pending {
+			if ctx.Err() != nil {
+				return
+			}
+			n, g, err := s.load()
+			if err != nil {
+				// A shard that cannot be read stays loading (its groups get a
+				// retriable error rather than a coordinator that forgot
+				// them) and is read again after a back-off.
+				c.b.log.Error("loading a group coordinator shard failed; its groups wait, retrying", "partition", s.idx, "err", err, "retry_in", delay)
+				failed = append(failed, s)
+				continue
+			}
+			recs += n
+			groups += g
+		}
+		if len(pending) == len(mine) {
+			c.b.log.Info("group coordinator loaded", "shards", len(mine)-len(failed), "failed", len(failed), "records", recs, "groups", groups, "in", time.Since(start))
+		}
+		if pending = failed; len(pending) == 0 {
 			return
 		}
-		n, g, err := s.load()
-		if err != nil {
-			// A shard that cannot be read stays loading: its groups get a
-			// retriable error rather than a coordinator that forgot them.
-			c.b.log.Error("loading a group coordinator shard failed; its groups stay unavailable", "partition", s.idx, "err", err)
-			continue
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
 		}
-		recs += n
-		groups += g
 	}
-	c.b.log.Info("group coordinator loaded", "shards", len(mine), "records", recs, "groups", groups, "in", time.Since(start))
 }
 
 // ensureOffsetsTopic returns __consumer_offsets, creating it when this
@@ -479,11 +495,25 @@ func appendErrCode(err error, commit bool) int16 {
 func (s *shard) load() (int, int, error) {
 	start := time.Now()
 	ld := group.NewLoader()
+	var skipped int
+	var firstBad error
 	recs, err := readAll(s.part.log, func(key, value []byte) error {
-		return ld.Apply(key, value)
+		if err := ld.Apply(key, value); err != nil {
+			// As Kafka's GroupMetadataManager: a record this version does
+			// not know (a newer key version, a damaged value) is logged and
+			// skipped; it must not keep every group of the shard offline.
+			skipped++
+			if firstBad == nil {
+				firstBad = err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return recs, 0, err
+	}
+	if skipped > 0 {
+		s.c.b.log.Warn("skipped __consumer_offsets records that do not decode", "partition", s.idx, "skipped", skipped, "first", firstBad)
 	}
 	loaded := ld.Done()
 	now := time.Now()

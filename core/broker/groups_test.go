@@ -344,3 +344,47 @@ func TestOffsetExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestShardLoadSkipsRecordsItCannotDecode: a record of a key version this
+// broker does not know (a KIP-848 record, a left-over of an aborted
+// upgrade) between good commits is skipped, as Kafka does; the shard
+// loads and the commits around it are there. Before, one such record kept
+// every group of the shard at COORDINATOR_LOAD_IN_PROGRESS forever.
+func TestShardLoadSkipsRecordsItCannotDecode(t *testing.T) {
+	m, err := plog.OpenManager(plog.ManagerConfig{LogDirs: []string{t.TempDir()}, Default: plog.DefaultConfig()}, plog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	lc := plog.DefaultConfig()
+	l, err := m.Create(offsetsTopic, 0, &lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Broker{Config: config.DefaultConfig(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := newGroupCoord(b)
+	part := &partition{topic: offsetsTopic, log: &logAdapter{l: l}}
+	s := &shard{c: c, part: part, state: shardActive, groups: map[string]*groupEntry{}, offsets: group.NewOffsets(), parked: map[group.ReqID]chan any{}}
+	now := time.Now()
+	commit := func(p int32, off int64) [2][]byte {
+		k, v := group.OffsetCommitRecord(group.OffsetKey{Group: "g", Topic: "t", Partition: p},
+			&group.Offset{Offset: off, LeaderEpoch: -1, CommitTimestamp: now.UnixMilli(), ExpireTimestamp: -1})
+		return [2][]byte{k, v}
+	}
+	unknown := [2][]byte{{0x08, 0x31, 0, 1, 'x'}, {0, 0}} // key version 2097
+	for _, kvs := range [][][2][]byte{{commit(0, 5)}, {unknown}, {commit(1, 7), unknown, commit(0, 9)}} {
+		if err := s.appendRecords(now, kvs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := &shard{c: c, part: part, state: shardLoading, groups: map[string]*groupEntry{}, offsets: group.NewOffsets(), parked: map[group.ReqID]chan any{}}
+	recs, _, err := fresh.load()
+	if err != nil || fresh.state != shardActive || recs != 5 {
+		t.Fatalf("load: %d records, state %v, err %v; want 5 records read and the shard active", recs, fresh.state, err)
+	}
+	for p, want := range map[int32]int64{0: 9, 1: 7} {
+		if o, ok := fresh.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: p}); !ok || o.Offset != want {
+			t.Fatalf("partition %d: %+v %v, want offset %d", p, o, ok, want)
+		}
+	}
+}
