@@ -3,9 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/brokkr/brokkr/core/broker"
 	"sort"
 
+	"github.com/brokkr/brokkr/core/broker"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
