@@ -7,6 +7,9 @@ package broker
 // Brokkr does not store (batches are kept exactly as they came, magic 2
 // only), so every partition of such a request gets UNSUPPORTED_VERSION.
 //
+// Appending to __consumer_offsets is INVALID_TOPIC_EXCEPTION, as Kafka:
+// only the group coordinator writes it.
+//
 // acks must be 0, 1 or -1 (INVALID_REQUIRED_ACKS otherwise); acks=-1 with
 // fewer in-sync replicas than min.insync.replicas is NOT_ENOUGH_REPLICAS
 // and nothing is written. Batches are
@@ -85,6 +88,10 @@ func (b *Broker) produceOne(topic string, rp kmsg.ProduceRequestTopicPartition, 
 		return kerr.InvalidRequiredAcks.Code, "", -1
 	case req.TransactionID != nil:
 		return kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported", -1
+	case topic == offsetsTopic:
+		// As Kafka: only the group coordinator writes its records (a
+		// client's would bypass the coordinator's state until a reload).
+		return kerr.InvalidTopicException.Code, "cannot append to internal topic " + offsetsTopic, -1
 	}
 	p := b.partitionFor(topic, rp.Partition)
 	if p == nil {

@@ -69,7 +69,7 @@ func (b *Broker) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest
 		return
 	}
 	// Topic existence is checked before taking the shard's lock.
-	known, err := b.partitionCounts(ctx, topicNames(req))
+	known, err := b.partitionCounts(ctx, askedPartitions(req))
 	if err != nil {
 		all(kerr.CoordinatorNotAvailable.Code)
 		return
@@ -147,33 +147,42 @@ func (b *Broker) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest
 	}
 }
 
-func topicNames(req *kmsg.OffsetCommitRequest) []string {
-	out := make([]string, 0, len(req.Topics))
+// askedPartitions maps each topic of a commit to the highest partition
+// index it names.
+func askedPartitions(req *kmsg.OffsetCommitRequest) map[string]int32 {
+	out := make(map[string]int32, len(req.Topics))
 	for _, t := range req.Topics {
-		out = append(out, t.Topic)
+		hi, ok := out[t.Topic]
+		if !ok {
+			hi = -1
+		}
+		for _, p := range t.Partitions {
+			hi = max(hi, p.Partition)
+		}
+		out[t.Topic] = hi
 	}
 	return out
 }
 
-// partitionCounts returns the partition count of each named topic, -1 for
-// a topic that does not exist. A topic whose partition 0 is hosted here is
-// answered from the partition map (its highest local index); only others
-// cost one metadata read for the request.
-func (b *Broker) partitionCounts(ctx context.Context, names []string) (map[string]int32, error) {
-	out := make(map[string]int32, len(names))
+// partitionCounts answers, for each topic of asked (topic -> highest
+// partition index a request names), how many partitions it has: -1 for a
+// topic that does not exist. When this broker hosts partitions 0..n-1 of a
+// topic and the request names none above n-1, n is answer enough (every
+// index asked exists); otherwise one metadata read serves the request. The
+// local partition map alone cannot give the count: another broker may
+// host the partitions in between.
+func (b *Broker) partitionCounts(ctx context.Context, asked map[string]int32) (map[string]int32, error) {
+	out := make(map[string]int32, len(asked))
 	missing := false
-	for _, n := range names {
-		if _, done := out[n]; done {
-			continue
-		}
-		out[n] = -1
-		if b.partitionFor(n, 0) == nil {
-			missing = true
-			continue
-		}
-		c := int32(1)
+	for n, hi := range asked {
+		c := int32(0)
 		for b.partitionFor(n, c) != nil {
 			c++
+		}
+		if c == 0 || hi >= c {
+			out[n] = -1
+			missing = true
+			continue
 		}
 		out[n] = c
 	}

@@ -51,11 +51,18 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 	if req.Group == "" {
 		return kerr.InvalidGroupID.Code
 	}
-	names := make([]string, 0, len(req.Topics))
+	asked := make(map[string]int32, len(req.Topics))
 	for _, t := range req.Topics {
-		names = append(names, t.Topic)
+		hi, ok := asked[t.Topic]
+		if !ok {
+			hi = -1
+		}
+		for _, p := range t.Partitions {
+			hi = max(hi, p.Partition)
+		}
+		asked[t.Topic] = hi
 	}
-	known, err := b.partitionCounts(ctx, names)
+	known, err := b.partitionCounts(ctx, asked)
 	if err != nil {
 		return kerr.CoordinatorNotAvailable.Code
 	}
@@ -77,6 +84,11 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 		}
 		subscribed = subscribedTopics(d)
 	}
+	// As Kafka's isSubscribedToTopic: when the subscriptions cannot be
+	// known (no protocol chosen yet during the first rebalance, or a
+	// member's metadata that does not parse), every topic counts as
+	// subscribed, so offsets in use are never deleted.
+	unknownSubs := subscribed != nil && subscribed[unknownSubscription]
 	var kvs [][2][]byte
 	var keys []group.OffsetKey
 	for i, t := range req.Topics {
@@ -85,7 +97,7 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 			case known[t.Topic] < 0 || p.Partition < 0 || p.Partition >= known[t.Topic]:
 				codes[i][j] = kerr.UnknownTopicOrPartition.Code
 				continue
-			case subscribed[t.Topic]:
+			case unknownSubs || subscribed[t.Topic]:
 				codes[i][j] = kerr.GroupSubscribedToTopic.Code
 				continue
 			}
@@ -109,14 +121,24 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 	return 0
 }
 
+// unknownSubscription marks, in subscribedTopics' answer, that some
+// member's subscription could not be read. It cannot be a topic name
+// (topic names are [a-zA-Z0-9._-]).
+const unknownSubscription = "\x00unknown"
+
 // subscribedTopics reads the topics the members subscribe to from their
 // consumer-protocol metadata (Kafka's GroupMetadata.subscribedTopics).
-// Metadata that does not parse subscribes to nothing.
+// No protocol chosen yet, or metadata that does not parse, adds
+// unknownSubscription.
 func subscribedTopics(d group.Description) map[string]bool {
 	out := map[string]bool{}
+	if d.Protocol == "" {
+		out[unknownSubscription] = true
+	}
 	for _, m := range d.Members {
 		var meta kmsg.ConsumerMemberMetadata
-		if err := meta.ReadFrom(m.Metadata); err != nil {
+		if len(m.Metadata) == 0 || meta.ReadFrom(m.Metadata) != nil {
+			out[unknownSubscription] = true
 			continue
 		}
 		for _, t := range meta.Topics {

@@ -89,6 +89,9 @@ type shard struct {
 	groups  map[string]*groupEntry
 	offsets *group.Offsets
 	parked  map[group.ReqID]chan any // JoinResponse or SyncResponse
+	// deletedTopics were deleted while the shard was loading; their
+	// offsets are dropped when the load finishes.
+	deletedTopics []string
 }
 
 // groupEntry is one group of a shard.
@@ -541,6 +544,10 @@ func (s *shard) load() (int, int, error) {
 		}
 	}
 	s.state = shardActive
+	for _, t := range s.deletedTopics {
+		s.dropTopicOffsets(t, now)
+	}
+	s.deletedTopics = nil
 	s.c.touched(nil, true)
 	s.c.b.log.Debug("group coordinator shard loaded", "partition", s.idx, "records", recs, "groups", len(s.groups), "in", time.Since(start))
 	return recs, len(s.groups), nil
@@ -892,6 +899,53 @@ func (c *groupCoord) expireOffsets(now time.Time) int {
 		s.mu.Unlock()
 	}
 	return total
+}
+
+// topicDeleted removes every group's committed offsets of a deleted topic,
+// as Kafka's onPartitionsDeleted does, so that a topic created again under
+// the same name does not inherit them (consumers would skip its first
+// records, and minCommittedOffset would let retention delete them).
+// Shards still loading drop them when their load finishes.
+func (c *groupCoord) topicDeleted(topic string) {
+	shards, _ := c.allShards()
+	now := time.Now()
+	for _, s := range shards {
+		s.mu.Lock()
+		switch s.state {
+		case shardActive:
+			s.dropTopicOffsets(topic, now)
+		case shardLoading:
+			s.deletedTopics = append(s.deletedTopics, topic)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// dropTopicOffsets writes tombstones for every offset of topic in this
+// shard and forgets them. The caller holds s.mu.
+func (s *shard) dropTopicOffsets(topic string, now time.Time) {
+	var keys []group.OffsetKey
+	var kvs [][2][]byte
+	for _, g := range s.offsets.Groups() {
+		for p := range s.offsets.Group(g)[topic] {
+			k := group.OffsetKey{Group: g, Topic: topic, Partition: p}
+			key, val := group.OffsetCommitRecord(k, nil)
+			keys, kvs = append(keys, k), append(kvs, [2][]byte{key, val})
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if err := s.appendRecords(now, kvs); err != nil {
+		// The offsets stay; offset expiry or the next deletion retries.
+		s.c.b.log.Error("writing tombstones for a deleted topic's offsets failed", "topic", topic, "partition", s.idx, "err", err)
+		return
+	}
+	for _, k := range keys {
+		s.offsets.Delete(k)
+	}
+	s.c.touched(keys, false)
+	s.c.b.log.Info("removed the committed offsets of a deleted topic", "topic", topic, "partition", s.idx, "offsets", len(keys))
 }
 
 // countOffsets counts a group's committed partitions.

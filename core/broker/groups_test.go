@@ -1,17 +1,21 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/brokkr/brokkr/coord"
 	"github.com/brokkr/brokkr/core/codec"
 	"github.com/brokkr/brokkr/core/config"
 	"github.com/brokkr/brokkr/core/group"
 	plog "github.com/brokkr/brokkr/core/log"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestGroupCoordGate: while __consumer_offsets is unknown or a shard is
@@ -386,5 +390,127 @@ func TestShardLoadSkipsRecordsItCannotDecode(t *testing.T) {
 		if o, ok := fresh.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: p}); !ok || o.Offset != want {
 			t.Fatalf("partition %d: %+v %v, want offset %d", p, o, ok, want)
 		}
+	}
+}
+
+// listCounter is a coordination store that only counts List calls and
+// fails them: enough to see whether partitionCounts read the metadata.
+type listCounter struct {
+	coord.Backend
+	lists int
+}
+
+func (f *listCounter) List(context.Context, string) ([]coord.Record, error) {
+	f.lists++
+	return nil, errors.New("metadata unavailable in this test")
+}
+
+// TestPartitionCountsSparseLocalPartitions: a broker hosting partitions 0
+// and 2 of a topic (another broker has 1) must not conclude the topic has
+// one partition: a commit naming partition 1 or 2 reads the metadata; one
+// naming only partition 0 is answered from the local map.
+func TestPartitionCountsSparseLocalPartitions(t *testing.T) {
+	s := testShard(t, config.DefaultConfig())
+	b := s.c.b
+	fake := &listCounter{}
+	b.Coord = fake
+	b.parts = map[tp]*partition{{"t", 0}: {topic: "t"}, {"t", 2}: {topic: "t", index: 2}}
+	got, err := b.partitionCounts(context.Background(), map[string]int32{"t": 0})
+	if err != nil || got["t"] != 1 || fake.lists != 0 {
+		t.Fatalf("asking partition 0: %v %v after %d metadata reads; want 1 from the local map", got, err, fake.lists)
+	}
+	for _, hi := range []int32{1, 2} {
+		fake.lists = 0
+		if _, err := b.partitionCounts(context.Background(), map[string]int32{"t": hi}); err == nil || fake.lists == 0 {
+			t.Fatalf("asking partition %d: answered without reading the metadata (err %v)", hi, err)
+		}
+	}
+}
+
+// TestOffsetDeleteDuringFirstRebalance: while no protocol is chosen yet
+// the subscriptions are unknown, and, as Kafka, every topic counts as
+// subscribed: the offset is kept (GROUP_SUBSCRIBED_TO_TOPIC).
+func TestOffsetDeleteDuringFirstRebalance(t *testing.T) {
+	s := testShard(t, config.DefaultConfig())
+	b := s.c.b
+	b.parts = map[tp]*partition{{"t", 0}: {topic: "t"}}
+	now := time.Now()
+	commitAt(t, s, "g", 7, now)
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = []string{"t"}
+	e := s.entry("g", true, now)
+	id, _ := s.park()
+	s.apply(e, e.g.Join(now, group.Join{Req: id, ClientID: "c", SessionTimeout: 20 * time.Second, RebalanceTimeout: time.Minute,
+		ProtocolType: "consumer", Protocols: []group.Protocol{{Name: "range", Metadata: meta.AppendTo(nil)}}, Version: 3}), now)
+	req := kmsg.NewPtrOffsetDeleteRequest()
+	req.Group = "g"
+	rt := kmsg.NewOffsetDeleteRequestTopic()
+	rt.Topic = "t"
+	rt.Partitions = append(rt.Partitions, kmsg.NewOffsetDeleteRequestTopicPartition())
+	req.Topics = append(req.Topics, rt)
+	codes := [][]int16{make([]int16, 1)}
+	top := b.offsetDelete(context.Background(), req, codes)
+	_, still := s.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: 0})
+	if top != 0 || codes[0][0] != kerr.GroupSubscribedToTopic.Code || !still {
+		t.Fatalf("offset delete mid-rebalance: top %d, partition %d, offset kept %v; want GROUP_SUBSCRIBED_TO_TOPIC and kept", top, codes[0][0], still)
+	}
+}
+
+// TestDeletedTopicLosesItsOffsets: deleting a topic removes every group's
+// committed offsets of it (tombstones, durable across a reload), as
+// Kafka's onPartitionsDeleted; a shard still loading drops them when its
+// load finishes. Otherwise a topic created again under the name inherits
+// the old offsets.
+func TestDeletedTopicLosesItsOffsets(t *testing.T) {
+	s := testShard(t, config.DefaultConfig())
+	b := s.c.b
+	commitAt(t, s, "g", 500, time.Now())
+	k := group.OffsetKey{Group: "g", Topic: "other", Partition: 0}
+	key, val := group.OffsetCommitRecord(k, &group.Offset{Offset: 3, LeaderEpoch: -1, ExpireTimestamp: -1})
+	if err := s.appendRecords(time.Now(), [][2][]byte{{key, val}}); err != nil {
+		t.Fatal(err)
+	}
+	s.offsets.Commit(k, group.Offset{Offset: 3, LeaderEpoch: -1, ExpireTimestamp: -1})
+	b.groups.topicDeleted("t")
+	if _, ok := s.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: 0}); ok || b.minCommittedOffset("t", 0) != -1 {
+		t.Fatalf("after deleting t: offset still there (%v) or min committed %d", ok, b.minCommittedOffset("t", 0))
+	}
+	if _, ok := s.offsets.Get(k); !ok {
+		t.Fatal("deleting t removed another topic's offset")
+	}
+	fresh := &shard{c: s.c, part: s.part, state: shardLoading, groups: map[string]*groupEntry{}, offsets: group.NewOffsets(), parked: map[group.ReqID]chan any{}}
+	if _, _, err := fresh.load(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fresh.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: 0}); ok {
+		t.Fatal("the deleted topic's offset came back on reload: no tombstone")
+	}
+	// A deletion while a shard loads is applied when the load finishes.
+	commitAt(t, s, "g", 9, time.Now())
+	s.state = shardLoading
+	b.groups.topicDeleted("t")
+	s.state = shardActive
+	loading := &shard{c: s.c, part: s.part, state: shardLoading, groups: map[string]*groupEntry{}, offsets: group.NewOffsets(), parked: map[group.ReqID]chan any{}}
+	s.c.shards[0] = loading
+	loading.deletedTopics = s.deletedTopics
+	if _, _, err := loading.load(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := loading.offsets.Get(group.OffsetKey{Group: "g", Topic: "t", Partition: 0}); ok {
+		t.Fatal("a topic deleted during the load kept its offsets")
+	}
+}
+
+// TestProduceToOffsetsTopicRefused: as Kafka, clients cannot append to
+// __consumer_offsets (their records would bypass the coordinator's state
+// and take effect only at the next load).
+func TestProduceToOffsetsTopicRefused(t *testing.T) {
+	s := testShard(t, config.DefaultConfig())
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks = 9, -1
+	rp := kmsg.NewProduceRequestTopicPartition()
+	code, msg, _ := s.c.b.produceOne(offsetsTopic, rp, req)
+	if code != kerr.InvalidTopicException.Code || msg == "" {
+		t.Fatalf("produce to %s: code %d %q, want INVALID_TOPIC_EXCEPTION with a message", offsetsTopic, code, msg)
 	}
 }

@@ -53,6 +53,9 @@ func (b *Broker) finishDelete(ctx context.Context, m *controller.Metadata, name 
 		b.log.Error("deleting local logs", "topic", name, "err", err)
 		return &controller.Error{Err: kerr.KafkaStorageError, Message: err.Error()}
 	}
+	if b.groups != nil {
+		b.groups.topicDeleted(name)
+	}
 	if err := m.FinishDelete(ctx, name); err != nil {
 		return err
 	}
