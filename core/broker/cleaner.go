@@ -59,7 +59,8 @@ type cleanRequest struct {
 }
 
 type cleanResult struct {
-	Summary string // one line for the status and the log
+	Summary    string // one line for the status and the log
+	NoProgress bool   // nothing was cleanable: no segment was read
 }
 
 // startCleaner starts log.cleaner.threads cleaner threads (none when
@@ -158,7 +159,7 @@ func (b *Broker) cleanOnce(ctx context.Context, now time.Time) bool {
 		}
 		minLag := configInt64(cfg, "min.compaction.lag.ms", 0)
 		maxLag := configInt64(cfg, "max.compaction.lag.ms", math.MaxInt64)
-		minRatio, err := strconv.ParseFloat(cfg["min.cleanable.dirty.ratio"], 64)
+		minRatio, err := strconv.ParseFloat(strings.TrimSpace(cfg["min.cleanable.dirty.ratio"]), 64)
 		if err != nil {
 			minRatio = b.Config.LogCleanerMinCleanableRatio
 		}
@@ -235,20 +236,31 @@ func (b *Broker) cleanPartition(ctx context.Context, c *cleanCandidate, now time
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: not the partition's fault
 	}
-	if errors.Is(err, errCleanAborted) {
-		// Retention or a truncation changed the log under the cleaning;
-		// nothing was swapped and the next pass starts over.
-		b.log.Info("log cleaning aborted: the log changed meanwhile; will retry", "topic", p.topic, "partition", p.index)
-		return
-	}
 	end := time.Now().UnixMilli()
 	k := tp{p.topic, p.index}
+	if errors.Is(err, errCleanAborted) {
+		// Retention or a truncation changed the log under the cleaning;
+		// nothing was swapped. Not a failure, but not at once either: a
+		// long clean that retention keeps aborting would re-read the log
+		// in a loop.
+		b.pol.mu.Lock()
+		b.cleanerStatus(k, name).NextAttemptMs = end + b.cleanerBackoff().Milliseconds()
+		b.pol.mu.Unlock()
+		b.log.Info("log cleaning aborted: the log changed meanwhile; will retry", "topic", p.topic, "partition", p.index, "retry_in", b.cleanerBackoff())
+		return
+	}
 	b.pol.mu.Lock()
 	cs := b.cleanerStatus(k, name)
 	if err == nil {
 		cs.LastCleanMs, cs.LastCleanResult = end, res.Summary
 		cs.Cleanings++
 		cs.ConsecutiveFailures, cs.NextAttemptMs = 0, 0
+		if res.NoProgress {
+			// Nothing was cleanable after all (what looked dirty is held
+			// back by min.compaction.lag.ms or the high watermark): wait a
+			// back-off rather than measure and call again at once.
+			cs.NextAttemptMs = end + b.cleanerBackoff().Milliseconds()
+		}
 		b.pol.mu.Unlock()
 		b.pol.cleanings.Add(1)
 		b.log.Info("log cleaner cleaned a partition", "topic", p.topic, "partition", p.index, "policy", name,
@@ -286,7 +298,9 @@ var errCleanPanic = errors.New("log cleaner")
 var errCleanAborted = errors.New("clean aborted")
 
 func configInt64(cfg map[string]string, key string, def int64) int64 {
-	v, err := strconv.ParseInt(cfg[key], 10, 64)
+	// Trimmed as the topic config check and core/log read it: a value
+	// read differently here and there made the cleaner spin.
+	v, err := strconv.ParseInt(strings.TrimSpace(cfg[key]), 10, 64)
 	if err != nil {
 		return def
 	}

@@ -238,6 +238,6 @@ func (a *logAdapter) Clean(ctx context.Context, req cleanRequest) (cleanResult, 
 	if err != nil {
 		return cleanResult{}, err
 	}
-	return cleanResult{Summary: fmt.Sprintf("offsets %d..%d: kept %d records, removed %d; %d segments -> %d; read %d bytes, wrote %d; %s",
+	return cleanResult{NoProgress: r.SegmentsBefore == 0, Summary: fmt.Sprintf("offsets %d..%d: kept %d records, removed %d; %d segments -> %d; read %d bytes, wrote %d; %s",
 		r.FirstDirty, r.CleanedTo, r.RecordsKept, r.RecordsRemoved, r.SegmentsBefore, r.SegmentsAfter, r.BytesRead, r.BytesWritten, r.Took.Round(time.Millisecond))}, nil
 }
