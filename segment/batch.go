@@ -118,7 +118,18 @@ func checkHeader(h BatchHeader, maxBytes int) error {
 	if h.RecordCount <= 0 {
 		return fmt.Errorf("%w: record count %d", ErrInvalidRecord, h.RecordCount)
 	}
-	if h.LastOffsetDelta < 0 || int64(h.LastOffsetDelta)+1 != int64(h.RecordCount) {
+	// A stored batch may hold fewer records than its offset range: the log
+	// cleaner keeps a partly kept batch's offsets and lastOffsetDelta (as
+	// Kafka's cleaner does). What a client sends must be dense (checkDense).
+	if h.LastOffsetDelta < 0 || int64(h.LastOffsetDelta)+1 < int64(h.RecordCount) {
+		return fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
+	}
+	return nil
+}
+
+// checkDense: a batch from a producer covers exactly its records' offsets.
+func checkDense(h BatchHeader) error {
+	if int64(h.LastOffsetDelta)+1 != int64(h.RecordCount) {
 		return fmt.Errorf("%w: lastOffsetDelta %d with %d records", ErrInvalidRecord, h.LastOffsetDelta, h.RecordCount)
 	}
 	return nil
@@ -159,6 +170,17 @@ type RecordsCheck func(h BatchHeader, batch []byte) error
 // and, when uncompressed, every record's framing and offset delta. For a
 // compressed batch the record checks are left to check (may be nil).
 func ValidateBatch(batch []byte, maxBytes int, check RecordsCheck) (BatchHeader, error) {
+	return validateBatch(batch, maxBytes, check, true)
+}
+
+// ValidateStoredBatch is ValidateBatch for a batch read from the log, which
+// may be sparse: the log cleaner keeps a partly kept batch's offset range
+// (lastOffsetDelta) with fewer records, whose offset deltas have gaps.
+func ValidateStoredBatch(batch []byte, maxBytes int, check RecordsCheck) (BatchHeader, error) {
+	return validateBatch(batch, maxBytes, check, false)
+}
+
+func validateBatch(batch []byte, maxBytes int, check RecordsCheck, dense bool) (BatchHeader, error) {
 	if maxBytes > 0 && len(batch) > maxBytes {
 		return BatchHeader{}, fmt.Errorf("%w: batch of %d bytes exceeds the limit of %d", ErrMessageTooLarge, len(batch), maxBytes)
 	}
@@ -169,6 +191,11 @@ func ValidateBatch(batch []byte, maxBytes int, check RecordsCheck) (BatchHeader,
 	if err := checkHeader(h, maxBytes); err != nil {
 		return h, err
 	}
+	if dense {
+		if err := checkDense(h); err != nil {
+			return h, err
+		}
+	}
 	if h.Size() != int64(len(batch)) {
 		return h, fmt.Errorf("%w: batchLength says %d bytes, have %d", ErrCorruptMessage, h.Size(), len(batch))
 	}
@@ -176,7 +203,7 @@ func ValidateBatch(batch []byte, maxBytes int, check RecordsCheck) (BatchHeader,
 		return h, fmt.Errorf("%w: CRC-32C mismatch (header %#08x, computed %#08x)", ErrCorruptMessage, h.CRC, ComputeCRC(batch))
 	}
 	if h.Codec() == CodecNone {
-		if err := WalkRecords(batch, nil); err != nil {
+		if err := walkRecords(batch, nil, dense); err != nil {
 			return h, err
 		}
 	} else if h.Codec() > CodecZstd {
@@ -205,10 +232,22 @@ type RecordHeader struct {
 	Value []byte
 }
 
-// WalkRecords checks the framing of every record of an uncompressed batch
-// and, if fn is non-nil, calls it with each. Framing errors wrap
-// ErrCorruptMessage; count and offset delta errors wrap ErrInvalidRecord.
+// WalkRecords checks the framing of every record of an uncompressed stored
+// batch and, if fn is non-nil, calls it with each. Offset deltas must
+// increase and stay within lastOffsetDelta; a batch the log cleaner
+// compacted has gaps between them. Framing errors wrap ErrCorruptMessage;
+// count and offset delta errors wrap ErrInvalidRecord.
 func WalkRecords(batch []byte, fn func(Record) error) error {
+	return walkRecords(batch, fn, false)
+}
+
+// WalkRecordsDense is WalkRecords for a batch as a producer sends it:
+// record i must have offset delta i.
+func WalkRecordsDense(batch []byte, fn func(Record) error) error {
+	return walkRecords(batch, fn, true)
+}
+
+func walkRecords(batch []byte, fn func(Record) error, dense bool) error {
 	h, err := ParseHeader(batch)
 	if err != nil {
 		return err
@@ -221,6 +260,7 @@ func WalkRecords(batch []byte, fn func(Record) error) error {
 	}
 	b := batch[HeaderSize:]
 	var i int32
+	prev := int32(-1)
 	for len(b) > 0 {
 		if i >= h.RecordCount {
 			return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrInvalidRecord, len(b), h.RecordCount)
@@ -235,9 +275,10 @@ func WalkRecords(batch []byte, fn func(Record) error) error {
 		if err != nil {
 			return fmt.Errorf("%w: record %d: %v", ErrCorruptMessage, i, err)
 		}
-		if r.OffsetDelta != i {
+		if dense && r.OffsetDelta != i || r.OffsetDelta <= prev || r.OffsetDelta > h.LastOffsetDelta {
 			return fmt.Errorf("%w: record %d has offsetDelta %d", ErrInvalidRecord, i, r.OffsetDelta)
 		}
+		prev = r.OffsetDelta
 		if fn != nil {
 			if err := fn(r); err != nil {
 				return err
@@ -325,6 +366,16 @@ func parseRecord(b []byte) (Record, error) {
 // with any bad batch, or trailing bytes that are not a whole batch, is an
 // error and nothing should be written.
 func Batches(payload []byte, maxBytes int, check RecordsCheck) ([]BatchHeader, error) {
+	return batches(payload, maxBytes, check, true)
+}
+
+// StoredBatches is Batches for bytes read from the log, whose batches may
+// be sparse (ValidateStoredBatch).
+func StoredBatches(payload []byte, maxBytes int, check RecordsCheck) ([]BatchHeader, error) {
+	return batches(payload, maxBytes, check, false)
+}
+
+func batches(payload []byte, maxBytes int, check RecordsCheck, dense bool) ([]BatchHeader, error) {
 	var hs []BatchHeader
 	for pos := 0; pos < len(payload); {
 		rest := payload[pos:]
@@ -342,7 +393,7 @@ func Batches(payload []byte, maxBytes int, check RecordsCheck) ([]BatchHeader, e
 		if size > int64(len(rest)) {
 			return nil, fmt.Errorf("%w: batch at %d says %d bytes, only %d remain", ErrCorruptMessage, pos, size, len(rest))
 		}
-		h, err := ValidateBatch(rest[:size], maxBytes, check)
+		h, err := validateBatch(rest[:size], maxBytes, check, dense)
 		if err != nil {
 			return nil, fmt.Errorf("batch %d: %w", len(hs), err)
 		}

@@ -162,5 +162,5 @@ func recordsCheck(_ segment.BatchHeader, batch []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", segment.ErrCorruptMessage, err)
 	}
-	return segment.WalkRecords(plain, nil)
+	return segment.WalkRecordsDense(plain, nil)
 }

@@ -44,7 +44,8 @@ type BatchHeader struct {
 	BaseSequence  int32 // -1 for none
 	// LastOffsetDelta -1 takes the last record's OffsetDelta. The log
 	// cleaner passes the original batch's value, which may be larger than
-	// the last retained record's (Kafka keeps it so offsets stay dense).
+	// the last retained record's (Kafka keeps it: the batch keeps its offset
+	// and sequence range; the removed records leave gaps).
 	LastOffsetDelta int32
 }
 

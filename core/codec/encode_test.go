@@ -3,8 +3,10 @@ package codec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -280,6 +282,47 @@ func TestLZ4BlockSize(t *testing.T) {
 		}
 		if len(out) < 6 || out[5]>>4&7 != 4 {
 			t.Fatalf("frame descriptor BD byte %#x, want block max size 4 (64 KiB)", out[5])
+		}
+	}
+}
+
+// TestSparseBatchStoredNotProduced: a batch as the log cleaner writes it
+// (kept records at offset deltas 0, 3 and 7 of an original 0..9, the
+// original lastOffsetDelta kept) is valid in the log and readable with
+// its gaps, and refused as INVALID_RECORD when a producer sends it.
+func TestSparseBatchStoredNotProduced(t *testing.T) {
+	for _, c := range []int{None, Zstd} {
+		recs := []Record{{OffsetDelta: 0, Key: []byte("a")}, {OffsetDelta: 3, Key: []byte("b")}, {OffsetDelta: 7, Key: []byte("c"), Value: []byte("v")}}
+		b, err := EncodeBatch(BatchHeader{BaseOffset: 100, Attributes: int16(c), BaseTimestamp: 1, ProducerID: 7, ProducerEpoch: 0, BaseSequence: 40, LastOffsetDelta: 9}, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := segment.ValidateStoredBatch(b, 0, nil)
+		if err != nil || h.LastOffset() != 109 || h.RecordCount != 3 {
+			t.Fatalf("codec %d: stored check: %+v %v", c, h, err)
+		}
+		if _, err := segment.StoredBatches(b, 0, nil); err != nil {
+			t.Fatalf("codec %d: StoredBatches: %v", c, err)
+		}
+		if _, err := segment.ValidateBatch(b, 0, nil); !errors.Is(err, segment.ErrInvalidRecord) {
+			t.Fatalf("codec %d: a sparse batch from a producer: %v, want INVALID_RECORD", c, err)
+		}
+		if _, err := segment.Batches(b, 0, nil); !errors.Is(err, segment.ErrInvalidRecord) {
+			t.Fatalf("codec %d: Batches accepted a sparse batch: %v", c, err)
+		}
+		plain, err := PlainBatch(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int32
+		if err := segment.WalkRecords(plain, func(r segment.Record) error { got = append(got, r.OffsetDelta); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, []int32{0, 3, 7}) {
+			t.Fatalf("codec %d: offset deltas %v", c, got)
+		}
+		if err := segment.WalkRecordsDense(plain, nil); !errors.Is(err, segment.ErrInvalidRecord) {
+			t.Fatalf("codec %d: WalkRecordsDense: %v", c, err)
 		}
 	}
 }

@@ -896,62 +896,48 @@ func (c *cleaning) keep(b []byte) []byte {
 	return c.arena[n:len(c.arena):len(c.arena)]
 }
 
-// emitRuns writes the kept records of a partly kept batch as one batch per
-// run of consecutive offsets: segment requires dense batches
-// (lastOffsetDelta+1 == record count, offset deltas 0..n-1), which recovery
-// and follower appends check, where Kafka would write one sparse batch.
-// Each run keeps the records' offsets, timestamps, keys, values and
-// headers; the batch keeps the original's attributes (codec, timestamp
-// type, transactional bit), partition leader epoch, producer id and epoch,
-// base timestamp; its base sequence is the original's advanced by the run's
-// position, so every record keeps its sequence number.
+// emitRuns writes the kept records of a partly kept batch as one batch,
+// as Kafka's cleaner does: the batch keeps the original's base offset,
+// lastOffsetDelta, base sequence, attributes (codec, timestamp type,
+// transactional bit), partition leader epoch, producer id and epoch and
+// base timestamp, and every kept record its offset delta, timestamp, key,
+// value and headers; the offset deltas of removed records are gaps. So a
+// cleaned batch is never larger than the original, its records stay
+// compressed together, and the producer's sequence range is unchanged.
+// segment accepts such sparse batches in the log (WalkRecords) and refuses
+// them from producers (ValidateBatch).
+//
+// (The first version wrote one dense batch per run of consecutive kept
+// offsets; a review measured a zstd log growing 8.6 times when every
+// other record was kept.)
 func (c *cleaning) emitRuns(pb pendingBatch, kept []int64) error {
 	h := pb.h
-	var run []codec.Record
-	var runDelta int32
-	flush := func() error {
-		if len(run) == 0 {
-			return nil
-		}
-		ch := codec.BatchHeader{BaseOffset: h.BaseOffset + int64(runDelta), PartitionLeaderEpoch: h.PartitionLeaderEpoch, Attributes: h.Attributes,
-			BaseTimestamp: h.BaseTimestamp, ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch, BaseSequence: h.BaseSequence, LastOffsetDelta: -1}
-		if h.BaseSequence >= 0 {
-			seq := int64(h.BaseSequence) + int64(runDelta)
-			if seq > math.MaxInt32 { // sequences wrap to 0 after MaxInt32, as Kafka's
-				seq -= math.MaxInt32 + 1
-			}
-			ch.BaseSequence = int32(seq)
-		}
-		if h.LogAppendTime() {
-			ch.MaxTimestamp = h.MaxTimestamp
-		}
-		b, err := codec.EncodeBatch(ch, run)
-		if err != nil {
-			return fmt.Errorf("re-encode batch at offset %d: %w", h.BaseOffset, err)
-		}
-		nh, _ := segment.ParseHeader(b)
-		run = run[:0]
-		return c.emit(b, nh)
-	}
-	prev := int32(-2)
+	var recs []codec.Record
 	for _, r := range pb.recs {
 		if _, ok := slices.BinarySearch(kept, h.BaseOffset+int64(r.OffsetDelta)); !ok {
 			continue
 		}
-		if r.OffsetDelta != prev+1 {
-			if err := flush(); err != nil {
-				return err
-			}
-			runDelta = r.OffsetDelta
-		}
-		prev = r.OffsetDelta
-		cr := codec.Record{OffsetDelta: r.OffsetDelta - runDelta, TimestampDelta: r.TimestampDelta, Key: r.Key, Value: r.Value}
+		cr := codec.Record{OffsetDelta: r.OffsetDelta, TimestampDelta: r.TimestampDelta, Key: r.Key, Value: r.Value}
 		for _, x := range r.Headers {
 			cr.Headers = append(cr.Headers, codec.Header{Key: x.Key, Value: x.Value})
 		}
-		run = append(run, cr)
+		recs = append(recs, cr)
 	}
-	return flush()
+	if len(recs) == 0 {
+		return nil
+	}
+	ch := codec.BatchHeader{BaseOffset: h.BaseOffset, PartitionLeaderEpoch: h.PartitionLeaderEpoch, Attributes: h.Attributes,
+		BaseTimestamp: h.BaseTimestamp, ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch, BaseSequence: h.BaseSequence,
+		LastOffsetDelta: h.LastOffsetDelta}
+	if h.LogAppendTime() {
+		ch.MaxTimestamp = h.MaxTimestamp
+	}
+	b, err := codec.EncodeBatch(ch, recs)
+	if err != nil {
+		return fmt.Errorf("re-encode batch at offset %d: %w", h.BaseOffset, err)
+	}
+	nh, _ := segment.ParseHeader(b)
+	return c.emit(b, nh)
 }
 
 func (c *cleaning) emit(b []byte, h segment.BatchHeader) error {

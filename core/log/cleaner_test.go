@@ -59,7 +59,7 @@ func logRecords(t testing.TB, l *Log) []mrec {
 	t.Helper()
 	var out []mrec
 	for _, b := range readAll(t, l, l.LogStartOffset(), LimitLogEnd) {
-		h, err := segment.ValidateBatch(b, 0, nil)
+		h, err := segment.ValidateStoredBatch(b, 0, nil)
 		if err != nil {
 			t.Fatalf("stored batch invalid: %v", err)
 		}
@@ -607,7 +607,7 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 				if len(b) == 0 {
 					continue // everything from off on was cleaned away up to the end of a read
 				}
-				hs, err := segment.Batches(b, 0, nil)
+				hs, err := segment.StoredBatches(b, 0, nil)
 				if err != nil || len(hs) == 0 || hs[0].LastOffset() < off {
 					errs <- fmt.Errorf("read at %d: %d batches, %v", off, len(hs), err)
 					return
@@ -975,7 +975,7 @@ func (c *cancelPass) Survivors(ctx context.Context, b []plugins.Record) ([]int64
 // clean fail it with ErrStorage; the files are unchanged, nothing is left
 // behind, and once space is back the clean succeeds.
 func TestCleanDiskFull(t *testing.T) {
-	for _, after := range []int{0, 3, 10, 40} {
+	for _, after := range []int{0, 3, 10, 30} {
 		t.Run(fmt.Sprint(after), func(t *testing.T) {
 			fsys, l, _, pre := cleanFixture(t, 6)
 			defer l.Close()

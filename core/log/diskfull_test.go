@@ -84,7 +84,7 @@ func TestDiskFull(t *testing.T) {
 		got := readAll(t, l, 0, LimitHighWatermark)
 		off := int64(0)
 		for _, b := range got {
-			if _, err := segment.ValidateBatch(b, 0, nil); err != nil {
+			if _, err := segment.ValidateStoredBatch(b, 0, nil); err != nil {
 				t.Fatalf("batch at %d: %v", off, err)
 			}
 			h, _ := segment.ParseHeader(b)

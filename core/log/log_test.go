@@ -71,7 +71,7 @@ func readAll(t testing.TB, l *Log, from int64, limit ReadLimit) [][]byte {
 			t.Fatal(err)
 		}
 		r.Release()
-		hs, err := segment.Batches(b, 0, nil)
+		hs, err := segment.StoredBatches(b, 0, nil)
 		if err != nil {
 			t.Fatalf("read at %d returned bad batches: %v", off, err)
 		}
@@ -88,7 +88,7 @@ func readAll(t testing.TB, l *Log, from int64, limit ReadLimit) [][]byte {
 // checkBatch checks that got is want with base offset and epoch stamped.
 func checkBatch(t testing.TB, got, want []byte, base int64, epoch int32) {
 	t.Helper()
-	h, err := segment.ValidateBatch(got, 0, nil)
+	h, err := segment.ValidateStoredBatch(got, 0, nil)
 	if err != nil || h.BaseOffset != base || h.PartitionLeaderEpoch != epoch || !bytes.Equal(got[17:], want[17:]) {
 		t.Fatalf("batch at %d: header %+v err %v, bytes equal %v", base, h, err, bytes.Equal(got[17:], want[17:]))
 	}
@@ -559,7 +559,7 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 					errs <- rerr
 					return
 				}
-				hs, err := segment.Batches(b, 0, nil)
+				hs, err := segment.StoredBatches(b, 0, nil)
 				if err != nil || len(hs) == 0 || hs[0].LastOffset() < off || hs[0].BaseOffset > off {
 					errs <- fmt.Errorf("read at %d: %d batches, %v", off, len(hs), err)
 					return
