@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/brokkr/brokkr/core/codec"
@@ -44,6 +45,12 @@ func logConfig(t config.TopicConfig) plog.Config {
 	c := plog.DefaultConfig()
 	c.SegmentBytes = t.SegmentBytes
 	c.SegmentMs = t.SegmentMs
+	if strings.Contains(t.CleanupPolicy, "compact") && t.MaxCompactionLagMs > 0 && t.MaxCompactionLagMs < c.SegmentMs {
+		// KIP-354: a compacted topic rolls by max.compaction.lag.ms too, so
+		// a quiet partition's records become cleanable within that lag
+		// (the cleaner never touches the active segment).
+		c.SegmentMs = t.MaxCompactionLagMs
+	}
 	c.SegmentIndexBytes = int(t.SegmentIndexBytes)
 	c.IndexIntervalBytes = int(t.IndexIntervalBytes)
 	c.MaxMessageBytes = int(t.MaxMessageBytes)

@@ -492,3 +492,28 @@ func TestCleanerWaitsAfterACleanThatDidNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactedTopicRollsByMaxCompactionLag: as Kafka (KIP-354), a
+// compacted topic's segments roll by min(segment.ms,
+// max.compaction.lag.ms), so the active segment of a quiet partition
+// becomes cleanable within the lag; a delete-only topic keeps segment.ms.
+func TestCompactedTopicRollsByMaxCompactionLag(t *testing.T) {
+	cfg := config.DefaultConfig()
+	for _, tc := range []struct {
+		overrides map[string]string
+		want      int64
+	}{
+		{map[string]string{"cleanup.policy": "compact", "max.compaction.lag.ms": "60000"}, 60000},
+		{map[string]string{"cleanup.policy": "compact,delete", "max.compaction.lag.ms": "60000", "segment.ms": "30000"}, 30000},
+		{map[string]string{"cleanup.policy": "delete", "max.compaction.lag.ms": "60000"}, 7 * 24 * 3600 * 1000},
+		{map[string]string{"cleanup.policy": "compact"}, 7 * 24 * 3600 * 1000},
+	} {
+		tc2, err := cfg.Topic(tc.overrides)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := logConfig(tc2).SegmentMs; got != tc.want {
+			t.Errorf("%v: segment roll after %d ms, want %d", tc.overrides, got, tc.want)
+		}
+	}
+}
