@@ -152,16 +152,20 @@ func (b *Broker) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest
 func askedPartitions(req *kmsg.OffsetCommitRequest) map[string]int32 {
 	out := make(map[string]int32, len(req.Topics))
 	for _, t := range req.Topics {
-		hi, ok := out[t.Topic]
-		if !ok {
-			hi = -1
-		}
 		for _, p := range t.Partitions {
-			hi = max(hi, p.Partition)
+			noteAsked(out, t.Topic, p.Partition)
 		}
-		out[t.Topic] = hi
+		noteAsked(out, t.Topic, -1)
 	}
 	return out
+}
+
+// noteAsked records that a request names partition p of topic (-1: the
+// topic, no partition).
+func noteAsked(asked map[string]int32, topic string, p int32) {
+	if hi, ok := asked[topic]; !ok || p > hi {
+		asked[topic] = p
+	}
 }
 
 // partitionCounts answers, for each topic of asked (topic -> highest

@@ -53,14 +53,10 @@ func (b *Broker) offsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest
 	}
 	asked := make(map[string]int32, len(req.Topics))
 	for _, t := range req.Topics {
-		hi, ok := asked[t.Topic]
-		if !ok {
-			hi = -1
-		}
 		for _, p := range t.Partitions {
-			hi = max(hi, p.Partition)
+			noteAsked(asked, t.Topic, p.Partition)
 		}
-		asked[t.Topic] = hi
+		noteAsked(asked, t.Topic, -1)
 	}
 	known, err := b.partitionCounts(ctx, asked)
 	if err != nil {
