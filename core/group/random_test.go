@@ -288,7 +288,9 @@ func (s *sim) step() {
 				code = 16
 			}
 			gen := s.store.Generation - int32(s.pick(2))
-			s.store = nil
+			if gen == s.store.Generation {
+				s.store = nil
+			} // else a stale report of an older store: the driver still reports this one later
 			s.apply(s.g.Stored(s.now, gen, code))
 		}
 	case 9: // the client restarts and forgets its member id
