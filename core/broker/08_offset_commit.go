@@ -84,10 +84,14 @@ func (b *Broker) offsetCommit(ctx context.Context, req *kmsg.OffsetCommitRequest
 	simple := gen < 0 && member == "" && instance == ""
 	e := s.entry(req.Group, false, now)
 	switch {
-	case e == nil && !simple:
+	case e == nil && gen >= 0:
+		// As Kafka: a generation for a group this coordinator does not
+		// know is from an older generation.
 		all(kerr.IllegalGeneration.Code)
 		return
 	case e == nil:
+		// As Kafka, the group is made (Empty) first; a member id or an
+		// instance id with generation -1 then gets UNKNOWN_MEMBER_ID.
 		e = s.entry(req.Group, true, now)
 	}
 	if code := commitCheck(e.g, simple, gen, member, instance); code != 0 {
@@ -212,7 +216,10 @@ func commitCheck(g *group.Group, simple bool, gen int32, member, instance string
 		return kerr.CoordinatorNotAvailable.Code
 	}
 	if simple {
-		if !g.IsEmpty() || g.State() != group.Empty {
+		// Only an Empty group takes commits from outside (Kafka checks the
+		// state alone: members still pending after MEMBER_ID_REQUIRED do not
+		// block an operator's offset reset).
+		if g.State() != group.Empty {
 			return kerr.UnknownMemberID.Code
 		}
 		return 0

@@ -514,3 +514,45 @@ func TestProduceToOffsetsTopicRefused(t *testing.T) {
 		t.Fatalf("produce to %s: code %d %q, want INVALID_TOPIC_EXCEPTION with a message", offsetsTopic, code, msg)
 	}
 }
+
+// TestCommitToUnknownGroupAndPendingMembers pins two of Kafka's
+// handleCommitOffsets rules: a commit naming a generation >= 0 for a group
+// the coordinator does not know is ILLEGAL_GENERATION, while generation -1
+// with a member id makes the (Empty) group and answers UNKNOWN_MEMBER_ID;
+// and an operator's simple commit to an Empty group goes through even
+// while a member is pending after MEMBER_ID_REQUIRED.
+func TestCommitToUnknownGroupAndPendingMembers(t *testing.T) {
+	s := testShard(t, config.DefaultConfig())
+	b := s.c.b
+	b.parts = map[tp]*partition{{"t", 0}: {topic: "t"}}
+	commit := func(g string, gen int32, member string) int16 {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Version, req.Group, req.Generation, req.MemberID = 8, g, gen, member
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Offset = 5
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		codes := [][]int16{make([]int16, 1)}
+		b.offsetCommit(context.Background(), req, codes, func(c int16) { codes[0][0] = c })
+		return codes[0][0]
+	}
+	if c := commit("unknown-a", 3, "m"); c != kerr.IllegalGeneration.Code {
+		t.Fatalf("generation 3 to an unknown group: %d, want ILLEGAL_GENERATION", c)
+	}
+	if c := commit("unknown-b", -1, "m"); c != kerr.UnknownMemberID.Code {
+		t.Fatalf("generation -1 with a member id to an unknown group: %d, want UNKNOWN_MEMBER_ID", c)
+	}
+	now := time.Now()
+	e := s.entry("pending", true, now)
+	id, _ := s.park()
+	s.apply(e, e.g.Join(now, group.Join{Req: id, ClientID: "c", SessionTimeout: 20 * time.Second, RebalanceTimeout: time.Minute,
+		ProtocolType: "consumer", Protocols: []group.Protocol{{Name: "range", Metadata: []byte{0, 0}}}, Version: 4}), now)
+	if e.g.State() != group.Empty || e.g.IsEmpty() {
+		t.Fatalf("after a v4 join with no member id the group is %v (empty %v), want Empty with a pending member", e.g.State(), e.g.IsEmpty())
+	}
+	if c := commit("pending", -1, ""); c != 0 {
+		t.Fatalf("simple commit to an Empty group with a pending member: %d, want none", c)
+	}
+}
