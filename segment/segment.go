@@ -1043,7 +1043,6 @@ type readWindow struct {
 	buf   []byte
 	off   int64 // file position of buf[0]
 	n     int   // valid bytes in buf
-	big   []byte
 }
 
 func newReadWindow(f io.ReaderAt, limit int64) *readWindow {
@@ -1054,14 +1053,7 @@ func (w *readWindow) at(pos, size int64) ([]byte, error) {
 	if pos >= w.off && pos+size <= w.off+int64(w.n) {
 		return w.buf[pos-w.off : pos-w.off+size], nil
 	}
-	if size > replayWindow {
-		if int64(cap(w.big)) < size {
-			w.big = make([]byte, size)
-		}
-		b := w.big[:size]
-		return b, readFull(w.f, b, pos)
-	}
-	if int64(len(w.buf)) < size {
+	if int64(len(w.buf)) < size { // a batch larger than the window grows it
 		w.buf = make([]byte, max(size, min(replayWindow, w.limit-pos)))
 	}
 	want := min(int64(len(w.buf)), max(w.limit-pos, size))
