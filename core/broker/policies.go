@@ -255,12 +255,6 @@ func (b *Broker) hostedPartitions() []*partition {
 	return parts
 }
 
-// minCommitted is the lowest offset committed by any consumer group for
-// the partition, -1 when unknown (the group coordinator's answer).
-func (b *Broker) minCommitted(topic string, partition int32) int64 {
-	return b.minCommittedOffset(topic, partition)
-}
-
 // RetentionStatus is the retention side of a partition's policy status.
 type RetentionStatus struct {
 	Policy       string `json:"policy"`

@@ -156,7 +156,7 @@ func (p *partition) retentionInput(b *Broker, cfg map[string]string, now time.Ti
 	in := plugins.RetentionInput{
 		Topic: p.topic, Partition: p.index, Config: cfg,
 		NowMs: now.UnixMilli(), HighWatermark: p.log.HighWatermark(), LogStartOffset: p.log.StartOffset(),
-		MinCommittedOffset: b.minCommitted(p.topic, p.index),
+		MinCommittedOffset: b.minCommittedOffset(p.topic, p.index),
 	}
 	in.Segments = p.log.Segments()
 	in.DiskUsedBytes, in.DiskCapacityBytes = disks.of(filepath.Dir(p.log.Dir()))
