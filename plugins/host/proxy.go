@@ -40,7 +40,7 @@ func (r *retentionProxy) Decide(ctx context.Context, in plugins.RetentionInput) 
 		if err != nil {
 			return err
 		}
-		d = plugins.RetentionDecision{LogStartOffset: resp.GetLogStartOffset(), Reason: resp.GetReason()}
+		d = pluginpb.RetentionDecisionFromPB(resp)
 		return nil
 	})
 	if err != nil {

@@ -144,7 +144,7 @@ func (s *retentionServer) Decide(ctx context.Context, in *RetentionInput) (_ *Re
 	if err != nil {
 		return nil, policyError(err)
 	}
-	return &RetentionDecision{LogStartOffset: d.LogStartOffset, Reason: d.Reason}, nil
+	return RetentionDecisionToPB(d), nil
 }
 
 type openPass struct {
@@ -294,6 +294,16 @@ func RetentionInputFromPB(in *RetentionInput) plugins.RetentionInput {
 	return plugins.RetentionInput{Topic: in.GetTopic(), Partition: in.GetPartition(), Segments: segs, Config: cfg,
 		NowMs: in.GetNowMs(), HighWatermark: in.GetHighWatermark(), LogStartOffset: in.GetLogStartOffset(),
 		MinCommittedOffset: in.GetMinCommittedOffset(), DiskUsedBytes: in.GetDiskUsedBytes(), DiskCapacityBytes: in.GetDiskCapacityBytes()}
+}
+
+// RetentionDecisionToPB converts a plugins.RetentionDecision.
+func RetentionDecisionToPB(d plugins.RetentionDecision) *RetentionDecision {
+	return &RetentionDecision{LogStartOffset: d.LogStartOffset, Reason: d.Reason}
+}
+
+// RetentionDecisionFromPB converts back.
+func RetentionDecisionFromPB(d *RetentionDecision) plugins.RetentionDecision {
+	return plugins.RetentionDecision{LogStartOffset: d.GetLogStartOffset(), Reason: d.GetReason()}
 }
 
 // CompactionParamsToPB converts a plugins.CompactionParams.
