@@ -145,41 +145,35 @@ func (b *Broker) cleanOnce(ctx context.Context, now time.Time) bool {
 	b.pol.prune(parts)
 	var best *cleanCandidate
 	maxDirty := 0.0
+	var set compactionSettings // of the topic of the partitions in turn (parts is by topic)
 	for _, p := range parts {
 		cl, ok := p.log.(cleanableLog)
 		if !ok {
 			continue
 		}
-		cfg := b.effectiveConfig(p)
-		if !cleanupPolicy(cfg).Compact {
+		if set.cfg == nil || set.topic != p.topic {
+			set = b.compactionSettings(p)
+		}
+		if !set.on {
 			continue
 		}
-		if b.CompactionPolicy == nil && strings.TrimSpace(cfg[config.CompactionPluginKey]) == "" {
-			continue // no built-in compaction on this broker
-		}
-		minLag := configInt64(cfg, "min.compaction.lag.ms", 0)
-		maxLag := configInt64(cfg, "max.compaction.lag.ms", math.MaxInt64)
-		minRatio, err := strconv.ParseFloat(strings.TrimSpace(cfg["min.cleanable.dirty.ratio"]), 64)
-		if err != nil {
-			minRatio = b.Config.LogCleanerMinCleanableRatio
-		}
-		st := cl.CleanState(nowMs, minLag)
+		st := cl.CleanState(nowMs, set.minLag)
 		ratio := 0.0
 		if total := st.CleanBytes + st.DirtyBytes; total > 0 {
 			ratio = float64(st.DirtyBytes) / float64(total)
 		}
 		maxDirty = max(maxDirty, ratio)
-		forced := st.DirtyBytes > 0 && st.OldestDirtyMs >= 0 && nowMs-st.OldestDirtyMs > maxLag
+		forced := st.DirtyBytes > 0 && st.OldestDirtyMs >= 0 && nowMs-st.OldestDirtyMs > set.maxLag
 		k := tp{p.topic, p.index}
 		b.pol.mu.Lock()
-		cs := b.cleanerStatus(k, policyName(cfg, config.CompactionPluginKey, b.compactionDefaultName()))
+		cs := b.cleanerStatus(k, set.policy)
 		cs.DirtyBytes, cs.CleanBytes, cs.DirtyRatio, cs.LastCheckMs = st.DirtyBytes, st.CleanBytes, ratio, nowMs
-		eligible := st.DirtyBytes > 0 && (ratio >= minRatio || forced) && !b.pol.cleaning[k] && nowMs >= cs.NextAttemptMs
+		eligible := st.DirtyBytes > 0 && (ratio >= set.minRatio || forced) && !b.pol.cleaning[k] && nowMs >= cs.NextAttemptMs
 		b.pol.mu.Unlock()
 		if !eligible {
 			continue
 		}
-		c := &cleanCandidate{p: p, cfg: cfg, ratio: ratio, forced: forced}
+		c := &cleanCandidate{p: p, cfg: set.cfg, ratio: ratio, forced: forced}
 		if best == nil || (c.forced && !best.forced) || (c.forced == best.forced && c.ratio > best.ratio) {
 			best = c
 		}
@@ -206,6 +200,37 @@ func (b *Broker) cleanOnce(ctx context.Context, now time.Time) bool {
 	}()
 	b.cleanPartition(ctx, best, now)
 	return true
+}
+
+// compactionSettings is what the cleaner reads of a topic's effective
+// config, parsed once per topic in a pass rather than for every partition.
+type compactionSettings struct {
+	topic          string
+	cfg            map[string]string
+	on             bool // compacted, with a policy to compact with
+	minLag, maxLag int64
+	minRatio       float64
+	policy         string // the compaction policy's name
+}
+
+func (b *Broker) compactionSettings(p *partition) compactionSettings {
+	cfg := b.effectiveConfig(p)
+	s := compactionSettings{topic: p.topic, cfg: cfg}
+	if !cleanupPolicy(cfg).Compact {
+		return s
+	}
+	if b.CompactionPolicy == nil && strings.TrimSpace(cfg[config.CompactionPluginKey]) == "" {
+		return s // no built-in compaction on this broker
+	}
+	s.on = true
+	s.minLag = configInt64(cfg, "min.compaction.lag.ms", 0)
+	s.maxLag = configInt64(cfg, "max.compaction.lag.ms", math.MaxInt64)
+	var err error
+	if s.minRatio, err = strconv.ParseFloat(strings.TrimSpace(cfg["min.cleanable.dirty.ratio"]), 64); err != nil {
+		s.minRatio = b.Config.LogCleanerMinCleanableRatio
+	}
+	s.policy = policyName(cfg, config.CompactionPluginKey, b.compactionDefaultName())
+	return s
 }
 
 // cleanerStatus returns the partition's cleaner status, creating it. Call
