@@ -22,13 +22,7 @@ type retentionProxy struct{ p *proc }
 // Info returns the plugin's Info with Name set to the plugin's file name
 // (what topic configs name). When the plugin cannot be reached it returns
 // just the name.
-func (r *retentionProxy) Info() plugins.Info {
-	i, err := r.p.info(context.Background(), true)
-	if err != nil {
-		return plugins.Info{Name: r.p.name}
-	}
-	return i
-}
+func (r *retentionProxy) Info() plugins.Info { return r.p.infoOrName(true) }
 
 // Decide implements plugins.RetentionPolicy. An answer that plugins.Validate
 // refuses counts as a fault and comes back as an error wrapping
@@ -48,12 +42,27 @@ func (r *retentionProxy) Decide(ctx context.Context, in plugins.RetentionInput) 
 	}
 	if plugins.CheckInput(in) == nil {
 		if _, err := plugins.Validate(in, d); err != nil {
-			err = fmt.Errorf("Decide answered log start offset %d: %w", d.LogStartOffset, err)
-			r.p.fault(0, false, err)
-			return d, fmt.Errorf("plugin %s: %w", r.p.name, err)
+			return d, r.p.refused(fmt.Errorf("Decide answered log start offset %d: %w", d.LogStartOffset, err))
 		}
 	}
 	return d, nil
+}
+
+// infoOrName is the plugin's Info for one kind, or just its name when the
+// plugin cannot be reached.
+func (p *proc) infoOrName(retention bool) plugins.Info {
+	i, err := p.info(context.Background(), retention)
+	if err != nil {
+		return plugins.Info{Name: p.name}
+	}
+	return i
+}
+
+// refused records an answer that plugins.Validate or ValidateSurvivors
+// refused as a fault (without a restart) and returns the caller's error.
+func (p *proc) refused(err error) error {
+	p.fault(0, false, err)
+	return fmt.Errorf("plugin %s: %w", p.name, err)
 }
 
 // info fetches and caches (per incarnation) the plugin's Info for one kind.
@@ -96,13 +105,7 @@ type compactionProxy struct{ p *proc }
 func (c *compactionProxy) FullScan() bool { return true }
 
 // Info is as retentionProxy.Info.
-func (c *compactionProxy) Info() plugins.Info {
-	i, err := c.p.info(context.Background(), false)
-	if err != nil {
-		return plugins.Info{Name: c.p.name}
-	}
-	return i
-}
+func (c *compactionProxy) Info() plugins.Info { return c.p.infoOrName(false) }
 
 // Begin opens a pass in the plugin process. The pass is bound to that
 // process: if the plugin restarts, the pass's calls fail with
@@ -263,9 +266,7 @@ func (s *passProxy) Survivors(ctx context.Context, batch []plugins.Record) ([]in
 			return nil, err
 		}
 		if _, err := plugins.ValidateSurvivors(chunk, offs); err != nil {
-			err = fmt.Errorf("Survivors: %w", err)
-			s.p.fault(0, false, err)
-			return nil, fmt.Errorf("plugin %s: %w", s.p.name, err)
+			return nil, s.p.refused(fmt.Errorf("Survivors: %w", err))
 		}
 		all = append(all, offs...)
 	}
