@@ -153,52 +153,37 @@ func cleanupPolicy(cfg map[string]string) cleanupPolicyFlags {
 // policy's display name even when resolution fails; nil policy with nil
 // error means "no retention" (the Broker has no built-in one).
 func (b *Broker) retentionPolicyFor(cfg map[string]string) (plugins.RetentionPolicy, string, error) {
-	name := strings.TrimSpace(cfg[config.RetentionPluginKey])
-	if name == "" {
-		if b.RetentionPolicy == nil {
-			return nil, "none", nil
-		}
-		return b.RetentionPolicy, b.RetentionPolicy.Info().Name, nil
-	}
-	if err := checkPluginName(name); err != nil {
-		return nil, name, err
-	}
-	if b.Policies == nil {
-		return nil, name, errors.New("plugins are disabled on this broker (brokkr.plugin.dir is not set)")
-	}
-	p, err := b.Policies.Retention(name)
-	if err != nil {
-		return nil, name, err
-	}
-	if p == nil {
-		return nil, name, errors.New("policy source returned no policy")
-	}
-	return p, name, nil
+	return resolvePolicy(b, cfg, config.RetentionPluginKey, b.RetentionPolicy, b.retentionDefaultName(), func(s PolicySource, n string) (plugins.RetentionPolicy, error) { return s.Retention(n) })
 }
 
 // compactionPolicyFor resolves a topic's compaction policy (the Broker's
 // built-in one unless brokkr.compaction.plugin names a plugin). Nil policy
 // with nil error: no compaction (the Broker has no built-in one).
 func (b *Broker) compactionPolicyFor(cfg map[string]string) (plugins.CompactionPolicy, string, error) {
-	name := strings.TrimSpace(cfg[config.CompactionPluginKey])
+	return resolvePolicy(b, cfg, config.CompactionPluginKey, b.CompactionPolicy, b.compactionDefaultName(), func(s PolicySource, n string) (plugins.CompactionPolicy, error) { return s.Compaction(n) })
+}
+
+// resolvePolicy is retentionPolicyFor and compactionPolicyFor: the
+// built-in policy (builtinName "none" when it is nil) unless cfg[key]
+// names a plugin, which the PolicySource resolves with get.
+func resolvePolicy[P comparable](b *Broker, cfg map[string]string, key string, builtin P, builtinName string, get func(PolicySource, string) (P, error)) (P, string, error) {
+	var none P
+	name := strings.TrimSpace(cfg[key])
 	if name == "" {
-		if b.CompactionPolicy == nil {
-			return nil, "none", nil
-		}
-		return b.CompactionPolicy, b.CompactionPolicy.Info().Name, nil
+		return builtin, builtinName, nil
 	}
 	if err := checkPluginName(name); err != nil {
-		return nil, name, err
+		return none, name, err
 	}
 	if b.Policies == nil {
-		return nil, name, errors.New("plugins are disabled on this broker (brokkr.plugin.dir is not set)")
+		return none, name, errors.New("plugins are disabled on this broker (brokkr.plugin.dir is not set)")
 	}
-	p, err := b.Policies.Compaction(name)
+	p, err := get(b.Policies, name)
 	if err != nil {
-		return nil, name, err
+		return none, name, err
 	}
-	if p == nil {
-		return nil, name, errors.New("policy source returned no policy")
+	if p == none {
+		return none, name, errors.New("policy source returned no policy")
 	}
 	return p, name, nil
 }
