@@ -77,23 +77,36 @@ func (a *admin) close(ctx context.Context) error { return a.srv.Shutdown(ctx) }
 
 // registerPolicyMetrics exports the log cleaner (with Kafka's JMX names as a
 // JMX exporter renders them), policy faults, per-partition dirty bytes and
-// the plugin processes.
+// the plugin processes, from one collector: a scrape reads the cleaner's
+// state once.
 func registerPolicyMetrics(reg *prometheus.Registry, b *broker.Broker, pluginStatus func() []host.Status) {
-	gauge := func(name, help string, f func(m broker.CleanerMetrics) float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(b.CleanerMetrics()) }))
-	}
-	counter := func(name, help string, f func(m broker.CleanerMetrics) float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(b.CleanerMetrics()) }))
-	}
-	gauge("kafka_log_logcleaner_deadthreadcount", "Log cleaner threads dead right now (a dead thread is restarted after a back-off).", func(m broker.CleanerMetrics) float64 { return float64(m.DeadThreads) })
-	gauge("kafka_log_logcleanermanager_time_since_last_run_ms", "Milliseconds since a log cleaner pass last ended.", func(m broker.CleanerMetrics) float64 { return float64(m.TimeSinceLastRunMs) })
-	gauge("kafka_log_logcleanermanager_uncleanable_partitions_count", "Compacted partitions whose last cleaning failed.", func(m broker.CleanerMetrics) float64 { return float64(m.UncleanablePartitions) })
-	gauge("kafka_log_logcleaner_max_dirty_percent", "Largest dirty ratio, in percent, of the compacted partitions at the last cleaner pass.", func(m broker.CleanerMetrics) float64 { return m.MaxDirtyPercent })
-	gauge("brokkr_log_cleaner_threads", "Log cleaner threads configured (0 when log.cleaner.enable=false).", func(m broker.CleanerMetrics) float64 { return float64(m.Threads) })
-	counter("brokkr_log_cleaner_panics_total", "Panics recovered in the log cleaner.", func(m broker.CleanerMetrics) float64 { return float64(m.Panics) })
-	counter("brokkr_log_cleaner_cleanings_total", "Successful cleanings.", func(m broker.CleanerMetrics) float64 { return float64(m.Cleanings) })
-	counter("brokkr_log_cleaner_failures_total", "Failed cleanings (retried with back-off).", func(m broker.CleanerMetrics) float64 { return float64(m.Failures) })
 	reg.MustRegister(&policyCollector{b: b, pluginStatus: pluginStatus})
+}
+
+// cleanerMetric is one unlabelled cleaner series and how to read it.
+type cleanerMetric struct {
+	desc  *prometheus.Desc
+	vt    prometheus.ValueType
+	value func(m broker.CleanerMetrics) float64
+}
+
+var cleanerMetrics = []cleanerMetric{
+	{prometheus.NewDesc("kafka_log_logcleaner_deadthreadcount", "Log cleaner threads dead right now (a dead thread is restarted after a back-off).", nil, nil),
+		prometheus.GaugeValue, func(m broker.CleanerMetrics) float64 { return float64(m.DeadThreads) }},
+	{prometheus.NewDesc("kafka_log_logcleanermanager_time_since_last_run_ms", "Milliseconds since a log cleaner pass last ended.", nil, nil),
+		prometheus.GaugeValue, func(m broker.CleanerMetrics) float64 { return float64(m.TimeSinceLastRunMs) }},
+	{prometheus.NewDesc("kafka_log_logcleanermanager_uncleanable_partitions_count", "Compacted partitions whose last cleaning failed.", nil, nil),
+		prometheus.GaugeValue, func(m broker.CleanerMetrics) float64 { return float64(m.UncleanablePartitions) }},
+	{prometheus.NewDesc("kafka_log_logcleaner_max_dirty_percent", "Largest dirty ratio, in percent, of the compacted partitions at the last cleaner pass.", nil, nil),
+		prometheus.GaugeValue, func(m broker.CleanerMetrics) float64 { return m.MaxDirtyPercent }},
+	{prometheus.NewDesc("brokkr_log_cleaner_threads", "Log cleaner threads configured (0 when log.cleaner.enable=false).", nil, nil),
+		prometheus.GaugeValue, func(m broker.CleanerMetrics) float64 { return float64(m.Threads) }},
+	{prometheus.NewDesc("brokkr_log_cleaner_panics_total", "Panics recovered in the log cleaner.", nil, nil),
+		prometheus.CounterValue, func(m broker.CleanerMetrics) float64 { return float64(m.Panics) }},
+	{prometheus.NewDesc("brokkr_log_cleaner_cleanings_total", "Successful cleanings.", nil, nil),
+		prometheus.CounterValue, func(m broker.CleanerMetrics) float64 { return float64(m.Cleanings) }},
+	{prometheus.NewDesc("brokkr_log_cleaner_failures_total", "Failed cleanings (retried with back-off).", nil, nil),
+		prometheus.CounterValue, func(m broker.CleanerMetrics) float64 { return float64(m.Failures) }},
 }
 
 var (
@@ -114,12 +127,19 @@ type policyCollector struct {
 }
 
 func (c *policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range cleanerMetrics {
+		ch <- m.desc
+	}
 	for _, d := range []*prometheus.Desc{descPolicyFaults, descDirtyBytes, descPluginUp, descPluginCalls, descPluginFaults, descPluginRestarts} {
 		ch <- d
 	}
 }
 
 func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
+	cm := c.b.CleanerMetrics()
+	for _, m := range cleanerMetrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.vt, m.value(cm))
+	}
 	for _, f := range c.b.PolicyFaults() {
 		ch <- prometheus.MustNewConstMetric(descPolicyFaults, prometheus.CounterValue, float64(f.Count), f.Topic, f.Policy, string(f.Kind))
 	}
