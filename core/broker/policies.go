@@ -201,10 +201,7 @@ func (b *Broker) effectiveConfig(p *partition) map[string]string {
 	c, ok := b.pol.cfgCache[p.topic]
 	b.pol.mu.Unlock()
 	if !ok || c.id != id {
-		c = cachedConfig{id: id, cfg: map[string]string{}}
-		for _, e := range b.Config.DescribeTopic(overrides) {
-			c.cfg[e.Name] = e.Value
-		}
+		c = cachedConfig{id: id, cfg: b.mergedConfig(overrides)}
 		b.pol.mu.Lock()
 		if b.pol.cfgCache == nil {
 			b.pol.cfgCache = map[string]cachedConfig{}
@@ -213,6 +210,16 @@ func (b *Broker) effectiveConfig(p *partition) map[string]string {
 		b.pol.mu.Unlock()
 	}
 	return maps.Clone(c.cfg)
+}
+
+// mergedConfig is a topic's effective config by Kafka name: overrides over
+// the broker's defaults.
+func (b *Broker) mergedConfig(overrides map[string]string) map[string]string {
+	cfg := map[string]string{}
+	for _, e := range b.Config.DescribeTopic(overrides) {
+		cfg[e.Name] = e.Value
+	}
+	return cfg
 }
 
 // cachedConfig is a topic's merged config and the overrides map it came
@@ -528,10 +535,7 @@ func (b *Broker) statusEntry(ctx context.Context, topic string, overrides map[st
 	var v any
 	switch {
 	case key == "policy":
-		cfg := map[string]string{}
-		for _, e := range b.Config.DescribeTopic(overrides) {
-			cfg[e.Name] = e.Value
-		}
+		cfg := b.mergedConfig(overrides)
 		v = TopicPolicyStatus{
 			Broker: b.Config.NodeID, CleanupPolicy: cfg["cleanup.policy"], Plugins: b.Policies != nil,
 			Retention:  policyName(cfg, config.RetentionPluginKey, b.retentionDefaultName()),
