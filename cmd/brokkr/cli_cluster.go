@@ -54,13 +54,11 @@ func newClusterInfoCmd(o *clientOpts) *cobra.Command {
   brokkr cluster info --api-versions --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			md, err := adm.BrokerMetadata(ctx)
 			if err != nil {
 				return o.requestErr("metadata", err)

@@ -222,13 +222,11 @@ With neither, consume runs until interrupted.
 // resolveRanges turns the --offset/--to specs into per-partition offsets,
 // asking the cluster once for start, end and (if needed) by-time offsets.
 func resolveRanges(ctx context.Context, o *clientOpts, topic string, only []int32, from, until offsetSpec) (map[int32]partitionRange, error) {
-	adm, done, err := o.admin(ctx)
+	rctx, adm, done, err := o.adminRequest(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	rctx, cancel := o.requestCtx(ctx)
-	defer cancel()
 	md, err := adm.Metadata(rctx, topic)
 	if err != nil {
 		return nil, o.requestErr("metadata", err)

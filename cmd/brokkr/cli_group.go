@@ -139,13 +139,11 @@ func newGroupListCmd(o *clientOpts) *cobra.Command {
 					}
 				}
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var listed kadm.ListedGroups
 			err = coordRetry(ctx, func() error {
 				var err error
@@ -278,13 +276,11 @@ func newGroupDescribeCmd(o *clientOpts) *cobra.Command {
 			if err := uniqueNames("group", groups); err != nil {
 				return err
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			ds, err := describeGroups(ctx, adm, groups...)
 			if err != nil {
 				return o.requestErr("describe groups", err)
@@ -531,13 +527,11 @@ func newGroupDeleteCmd(o *clientOpts) *cobra.Command {
 			if err := uniqueNames("group", groups); err != nil {
 				return err
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var resp kadm.DeleteGroupResponses
 			err = coordRetry(ctx, func() error {
 				var err error
@@ -719,13 +713,11 @@ func newGroupSeekCmd(o *clientOpts) *cobra.Command {
 				order = append(order, t)
 			}
 
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 
 			// Kafka resets only an inactive group: one whose members
 			// would otherwise overwrite the new offsets at once.

@@ -34,6 +34,17 @@ func (o *clientOpts) adminClient(ctx context.Context) (*kadm.Client, *kgo.Client
 	return adm, cl, cl.Close, nil
 }
 
+// adminRequest is admin for one command: the context it returns bounds the
+// command's requests by --timeout, and done ends it and closes the client.
+func (o *clientOpts) adminRequest(parent context.Context) (context.Context, *kadm.Client, func(), error) {
+	adm, done, err := o.admin(parent)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := o.requestCtx(parent)
+	return ctx, adm, func() { cancel(); done() }, nil
+}
+
 // fetchStatus asks each broker for the named brokkr.status.* entries of
 // topic and returns every value received, by name. A broker that fails is
 // reported in the error; the others' answers are still returned.

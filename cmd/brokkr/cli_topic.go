@@ -105,13 +105,11 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 			for _, k := range keys {
 				cfg[k] = kadm.StringPtr(kv[k])
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var resp kadm.CreateTopicResponses
 			if dryRun {
 				resp, err = adm.ValidateCreateTopics(ctx, partitions, replicas, cfg, topics...)
@@ -185,13 +183,11 @@ func newTopicListCmd(o *clientOpts) *cobra.Command {
   brokkr topic list --internal --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var tds kadm.TopicDetails
 			if internal {
 				tds, err = adm.ListTopicsWithInternal(ctx)
@@ -492,13 +488,11 @@ func newTopicDeleteCmd(o *clientOpts) *cobra.Command {
 			if err := uniqueNames("topic", topics); err != nil {
 				return err
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			resp, err := adm.DeleteTopics(ctx, topics...)
 			if err != nil {
 				return o.requestErr("delete topics", err)
@@ -572,13 +566,11 @@ func newTopicAlterConfigCmd(o *clientOpts) *cobra.Command {
 				seenDel[k] = true
 				alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var resp kadm.AlterConfigsResponses
 			if dryRun {
 				resp, err = adm.ValidateAlterTopicConfigs(ctx, alters, topics...)
@@ -636,13 +628,11 @@ func newTopicAddPartitionsCmd(o *clientOpts) *cobra.Command {
 			if num <= 0 {
 				return fmt.Errorf("--num: must be a positive number of partitions to add, got %d", num)
 			}
-			adm, done, err := o.admin(cmd.Context())
+			ctx, adm, done, err := o.adminRequest(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
-			ctx, cancel := o.requestCtx(cmd.Context())
-			defer cancel()
 			var resp kadm.CreatePartitionsResponses
 			if dryRun {
 				resp, err = adm.ValidateCreatePartitions(ctx, num, topics...)
