@@ -228,23 +228,7 @@ func TestCompactionCrashMidPass(t *testing.T) {
 	if s := h.status(t, "testplugin"); s.Faults != 1 || s.Running {
 		t.Fatalf("status: %+v", s)
 	}
-	var got []int64
-	eventually(t, 30*time.Second, "no new pass after the back-off", func() bool {
-		p2, err := c.Begin(ctx, plugins.CompactionParams{NowMs: 10})
-		if err != nil {
-			return false
-		}
-		defer p2.Close()
-		if err := p2.Scan(ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-		got, err = p2.Survivors(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return true
-	})
-	if !slices.Equal(got, []int64{1}) {
+	if got := passAfterBackoff(t, c, batch); !slices.Equal(got, []int64{1}) {
 		t.Fatalf("survivors %v, want [1]", got)
 	}
 	if _, err := pass.Survivors(ctx, batch); !errors.Is(err, ErrUnavailable) {
@@ -538,26 +522,35 @@ func TestScanFaults(t *testing.T) {
 			if err := pass.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			var got []int64
-			eventually(t, 30*time.Second, "no new pass after the back-off", func() bool {
-				p2, err := c.Begin(ctx, plugins.CompactionParams{NowMs: 10})
-				if err != nil {
-					return false
-				}
-				defer p2.Close()
-				if err := p2.Scan(ctx, batch); err != nil {
-					t.Fatal(err)
-				}
-				if got, err = p2.Survivors(ctx, batch); err != nil {
-					t.Fatal(err)
-				}
-				return true
-			})
-			if !slices.Equal(got, []int64{1}) {
+			if got := passAfterBackoff(t, c, batch); !slices.Equal(got, []int64{1}) {
 				t.Fatalf("survivors %v, want [1]", got)
 			}
 		})
 	}
+}
+
+// passAfterBackoff waits (up to 30 s) until a new pass can Begin after a
+// fault's back-off, and returns its survivors of batch (Scan, then
+// Survivors, in one batch).
+func passAfterBackoff(t *testing.T, c plugins.CompactionPolicy, batch []plugins.Record) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	var got []int64
+	eventually(t, 30*time.Second, "no new pass after the back-off", func() bool {
+		p2, err := c.Begin(ctx, plugins.CompactionParams{NowMs: 10})
+		if err != nil {
+			return false
+		}
+		defer p2.Close()
+		if err := p2.Scan(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = p2.Survivors(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	return got
 }
 
 // TestWrongKind: a plugin serving only retention, named as a compaction
