@@ -31,6 +31,7 @@ func init() { register(32, 0, 4, handleDescribeConfigs) }
 func handleDescribeConfigs(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.Request) response {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	var brokerCfg map[string]config.BrokerEntry // the broker keys by name, read once when a synonym needs them
 	for _, rr := range req.Resources {
 		res := kmsg.NewDescribeConfigsResponseResource()
 		res.ResourceType, res.ResourceName = rr.ResourceType, rr.ResourceName
@@ -59,13 +60,17 @@ func handleDescribeConfigs(ctx context.Context, b *Broker, _ *reqCtx, kreq kmsg.
 				s.Name, s.Value, s.Source = name, &v, kmsg.ConfigSource(src)
 				c.ConfigSynonyms = append(c.ConfigSynonyms, s)
 				if synonym != "" && src == config.SourceTopic {
-					for _, be := range b.Config.DescribeBroker() {
-						if be.Name == synonym {
-							bv := be.Value
-							bs := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
-							bs.Name, bs.Value, bs.Source = synonym, &bv, kmsg.ConfigSource(be.Source)
-							c.ConfigSynonyms = append(c.ConfigSynonyms, bs)
+					if brokerCfg == nil {
+						brokerCfg = map[string]config.BrokerEntry{}
+						for _, be := range b.Config.DescribeBroker() {
+							brokerCfg[be.Name] = be
 						}
+					}
+					if be, ok := brokerCfg[synonym]; ok {
+						bv := be.Value
+						bs := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+						bs.Name, bs.Value, bs.Source = synonym, &bv, kmsg.ConfigSource(be.Source)
+						c.ConfigSynonyms = append(c.ConfigSynonyms, bs)
 					}
 				}
 			}
