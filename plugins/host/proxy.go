@@ -164,6 +164,12 @@ func (s *passProxy) watch(ctx context.Context, f func() error) (err error, timed
 	return err, fired.Load()
 }
 
+// closeAndRecv ends the Scan stream and awaits the plugin's status, under
+// watch.
+func (s *passProxy) closeAndRecv(ctx context.Context) (err error, timedOut bool) {
+	return s.watch(ctx, func() error { _, err := s.scan.stream.CloseAndRecv(); return err })
+}
+
 func (s *passProxy) usable(ctx context.Context) error {
 	switch {
 	case s.closed:
@@ -203,7 +209,7 @@ func (s *passProxy) Scan(ctx context.Context, batch []plugins.Record) error {
 		msg := &pluginpb.Batch{PassId: s.id, Records: pluginpb.RecordsToPB(chunk, s.values)}
 		err, timedOut := s.watch(ctx, func() error { return s.scan.stream.Send(msg) })
 		if err == io.EOF { // the plugin ended the stream: its status says why
-			err, timedOut = s.watch(ctx, func() error { _, err := s.scan.stream.CloseAndRecv(); return err })
+			err, timedOut = s.closeAndRecv(ctx)
 			if err == nil {
 				err = status.Error(codes.Internal, "Scan stream ended early")
 			}
@@ -221,7 +227,7 @@ func (s *passProxy) finishScan(ctx context.Context, inc *incarnation) error {
 	if s.scan == nil {
 		return nil
 	}
-	err, timedOut := s.watch(ctx, func() error { _, err := s.scan.stream.CloseAndRecv(); return err })
+	err, timedOut := s.closeAndRecv(ctx)
 	if err != nil {
 		return s.failScan(ctx, inc, err, timedOut)
 	}
