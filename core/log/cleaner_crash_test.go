@@ -1,7 +1,6 @@
 package log
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -188,23 +187,7 @@ func TestCleanKill9(t *testing.T) {
 		if stop == "" {
 			cmd.Env = append(cmd.Env, cleanCrashEnv+"_RATE="+strconv.FormatFloat(rate, 'f', 0, 64))
 		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		lines := make(chan string, 1024)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		lines := startChild(t, cmd)
 		deadline := time.After(60 * time.Second)
 		var killAt <-chan time.Time
 		last := ""

@@ -81,23 +81,7 @@ func TestKill9(t *testing.T) {
 			for round := 0; round < 6; round++ {
 				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 				cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashEnv+"_FLUSH="+strconv.FormatInt(fm, 10))
-				out, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmd.Stderr = os.Stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-				lines := make(chan string, 1024)
-				go func() {
-					sc := bufio.NewScanner(out)
-					for sc.Scan() {
-						lines <- sc.Text()
-					}
-					close(lines)
-				}()
+				lines := startChild(t, cmd)
 				// Let it append for a random while after its first ack.
 				deadline := time.After(30 * time.Second)
 				var killAt <-chan time.Time
@@ -185,4 +169,28 @@ func (m *Manager) stopAndAbandon() {
 		<-m.done
 	}
 	m.abandonAll()
+}
+
+// startChild starts a child test process, killed at the end of the test,
+// and returns the lines of its stdout (closed when it ends).
+func startChild(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }
