@@ -30,6 +30,9 @@ func newTopicCmd(o *clientOpts) *cobra.Command {
 	return c
 }
 
+// errNotMentioned fails a topic the broker's answer left out.
+var errNotMentioned = errors.New("the broker's answer did not mention this topic")
+
 // topicResult is one row of a multi-topic command's answer.
 type topicResult struct {
 	Topic      string `json:"topic"`
@@ -40,7 +43,31 @@ type topicResult struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// printTopicResults prints per-topic rows; cols picks the optional columns.
+// topicResults makes one row per topic, in order: each fills in the row of
+// a topic that succeeded, or returns the error (and the broker's message)
+// that failed it, which marks the row failed and joins the summary error.
+func topicResults(topics []string, each func(res *topicResult) (brokerMsg string, err error)) ([]topicResult, *itemErrors) {
+	fails := &itemErrors{kind: "topic", total: len(topics)}
+	var rs []topicResult
+	for _, t := range topics {
+		res := topicResult{Topic: t}
+		if msg, err := each(&res); err != nil {
+			fails.fail(&res, err, msg)
+		}
+		rs = append(rs, res)
+	}
+	return rs, fails
+}
+
+// reportTopicResults prints per-topic rows (withCounts adds the ID,
+// partition and replica columns), then returns the failures' summary error.
+func reportTopicResults(cmd *cobra.Command, o *clientOpts, rs []topicResult, fails *itemErrors, withCounts bool) error {
+	if err := printTopicResults(cmd, o, rs, withCounts); err != nil {
+		return err
+	}
+	return fails.err()
+}
+
 func printTopicResults(cmd *cobra.Command, o *clientOpts, rs []topicResult, withCounts bool) error {
 	if o.json {
 		return writeJSON(cmd.OutOrStdout(), rs)
@@ -119,15 +146,11 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return o.requestErr("create topics", err)
 			}
-			fails := &itemErrors{kind: "topic", total: len(topics)}
-			var rs []topicResult
-			for _, t := range topics {
-				r, ok := resp[t]
-				res := topicResult{Topic: t}
+			rs, fails := topicResults(topics, func(res *topicResult) (string, error) {
+				r, ok := resp[res.Topic]
 				switch {
 				case !ok:
-					err := errors.New("the broker's answer did not mention this topic")
-					fails.fail(&res, err, "")
+					return "", errNotMentioned
 				case r.Err == nil:
 					res.ID, res.Partitions, res.Replicas = topicIDString(r.ID), r.NumPartitions, r.ReplicationFactor
 					res.Status = "created"
@@ -137,14 +160,11 @@ func newTopicCreateCmd(o *clientOpts) *cobra.Command {
 				case ifNotExists && errors.Is(r.Err, kerr.TopicAlreadyExists):
 					res.Status = "exists (skipped)"
 				default:
-					fails.fail(&res, r.Err, r.ErrMessage)
+					return r.ErrMessage, r.Err
 				}
-				rs = append(rs, res)
-			}
-			if err := printTopicResults(cmd, o, rs, true); err != nil {
-				return err
-			}
-			return fails.err()
+				return "", nil
+			})
+			return reportTopicResults(cmd, o, rs, fails, true)
 		},
 	}
 	f := c.Flags()
@@ -497,28 +517,21 @@ func newTopicDeleteCmd(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return o.requestErr("delete topics", err)
 			}
-			fails := &itemErrors{kind: "topic", total: len(topics)}
-			var rs []topicResult
-			for _, t := range topics {
-				r, ok := resp[t]
-				res := topicResult{Topic: t}
+			rs, fails := topicResults(topics, func(res *topicResult) (string, error) {
+				r, ok := resp[res.Topic]
 				switch {
 				case !ok:
-					err := errors.New("the broker's answer did not mention this topic")
-					fails.fail(&res, err, "")
+					return "", errNotMentioned
 				case r.Err == nil:
 					res.Status = "deleted"
 				case ifExists && errors.Is(r.Err, kerr.UnknownTopicOrPartition):
 					res.Status = "does not exist (skipped)"
 				default:
-					fails.fail(&res, r.Err, r.ErrMessage)
+					return r.ErrMessage, r.Err
 				}
-				rs = append(rs, res)
-			}
-			if err := printTopicResults(cmd, o, rs, false); err != nil {
-				return err
-			}
-			return fails.err()
+				return "", nil
+			})
+			return reportTopicResults(cmd, o, rs, fails, false)
 		},
 	}
 	c.Flags().BoolVar(&ifExists, "if-exists", false, "succeed when a topic does not exist")
@@ -580,28 +593,21 @@ func newTopicAlterConfigCmd(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return o.requestErr("alter configs", err)
 			}
-			fails := &itemErrors{kind: "topic", total: len(topics)}
-			var rs []topicResult
-			for _, t := range topics {
-				res := topicResult{Topic: t}
-				r, err := resp.On(t, nil)
+			rs, fails := topicResults(topics, func(res *topicResult) (string, error) {
+				r, err := resp.On(res.Topic, nil)
 				if err == nil {
 					err = r.Err
 				}
 				if err != nil {
-					fails.fail(&res, err, r.ErrMessage)
-				} else {
-					res.Status = "altered"
-					if dryRun {
-						res.Status = "valid (dry run, nothing changed)"
-					}
+					return r.ErrMessage, err
 				}
-				rs = append(rs, res)
-			}
-			if err := printTopicResults(cmd, o, rs, false); err != nil {
-				return err
-			}
-			return fails.err()
+				res.Status = "altered"
+				if dryRun {
+					res.Status = "valid (dry run, nothing changed)"
+				}
+				return "", nil
+			})
+			return reportTopicResults(cmd, o, rs, fails, false)
 		},
 	}
 	f := c.Flags()
@@ -642,26 +648,22 @@ func newTopicAddPartitionsCmd(o *clientOpts) *cobra.Command {
 			if err != nil {
 				return o.requestErr("create partitions", err)
 			}
-			fails := &itemErrors{kind: "topic", total: len(topics)}
-			var rs []topicResult
 			var ok []string
-			for _, t := range topics {
-				res := topicResult{Topic: t}
-				r, err := resp.On(t, nil)
+			rs, fails := topicResults(topics, func(res *topicResult) (string, error) {
+				r, err := resp.On(res.Topic, nil)
 				if err == nil {
 					err = r.Err
 				}
 				if err != nil {
-					fails.fail(&res, err, r.ErrMessage)
-				} else {
-					res.Status = fmt.Sprintf("added %d", num)
-					if dryRun {
-						res.Status = fmt.Sprintf("valid to add %d (dry run)", num)
-					}
-					ok = append(ok, t)
+					return r.ErrMessage, err
 				}
-				rs = append(rs, res)
-			}
+				res.Status = fmt.Sprintf("added %d", num)
+				if dryRun {
+					res.Status = fmt.Sprintf("valid to add %d (dry run)", num)
+				}
+				ok = append(ok, res.Topic)
+				return "", nil
+			})
 			// Report the partition counts the broker now has.
 			if len(ok) > 0 {
 				if md, err := adm.Metadata(ctx, ok...); err == nil {
@@ -674,10 +676,7 @@ func newTopicAddPartitionsCmd(o *clientOpts) *cobra.Command {
 					}
 				}
 			}
-			if err := printTopicResults(cmd, o, rs, true); err != nil {
-				return err
-			}
-			return fails.err()
+			return reportTopicResults(cmd, o, rs, fails, true)
 		},
 	}
 	f := c.Flags()
