@@ -349,6 +349,21 @@ var cleanCfg = map[string]string{"delete.retention.ms": "100"}
 
 const cleanNow = 1_000_000 // tombstones of the fixtures are expired
 
+// sameMemFiles fails unless dir holds the files of before (memFiles), with
+// the same contents.
+func sameMemFiles(t *testing.T, fsys *segment.MemFS, dir string, before map[string]string) {
+	t.Helper()
+	after := memFiles(t, fsys, dir)
+	if len(after) != len(before) {
+		t.Fatalf("files %d -> %d: %v", len(before), len(after), cleanerFiles(t, fsys, dir))
+	}
+	for n, b := range before {
+		if after[n] != b {
+			t.Fatalf("file %s changed", n)
+		}
+	}
+}
+
 func cleanerFiles(t *testing.T, fsys segment.FS, dir string) []string {
 	t.Helper()
 	ents, err := fsys.ReadDir(dir)
@@ -534,15 +549,7 @@ func TestCleanRefusesBadPolicies(t *testing.T) {
 			if !errors.Is(err, wantErr) {
 				t.Fatalf("error %v, want %v", err, wantErr)
 			}
-			after := memFiles(t, fsys, "/logs/t-0")
-			if len(before) != len(after) {
-				t.Fatalf("files before %d, after %d: %v", len(before), len(after), cleanerFiles(t, fsys, "/logs/t-0"))
-			}
-			for n, b := range before {
-				if after[n] != b {
-					t.Fatalf("file %s changed", n)
-				}
-			}
+			sameMemFiles(t, fsys, "/logs/t-0", before)
 			if got := logRecords(t, l); !sameRecords(got, pre) {
 				t.Fatal(diffRecords(got, pre))
 			}
@@ -937,15 +944,7 @@ func TestCleanStopsOnCorruptionAndCancel(t *testing.T) {
 			if _, err := l.Clean(ctx, CleanOptions{Policy: builtin.NewCompaction(), NowMs: cleanNow, Config: cleanCfg}); !errors.Is(err, wantErr) {
 				t.Fatalf("error %v, want %v", err, wantErr)
 			}
-			after := memFiles(t, fsys, "/logs/t-0")
-			if len(after) != len(before) {
-				t.Fatalf("files changed: %d -> %d", len(before), len(after))
-			}
-			for n, b := range before {
-				if after[n] != b {
-					t.Fatalf("file %s changed", n)
-				}
-			}
+			sameMemFiles(t, fsys, "/logs/t-0", before)
 		})
 	}
 }
@@ -986,15 +985,7 @@ func TestCleanDiskFull(t *testing.T) {
 			if !errors.Is(err, ErrStorage) || !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("error %v, want ErrStorage and ENOSPC", err)
 			}
-			after := memFiles(t, fsys, "/logs/t-0")
-			if len(after) != len(before) {
-				t.Fatalf("files %d -> %d: %v", len(before), len(after), cleanerFiles(t, fsys, "/logs/t-0"))
-			}
-			for n, b := range before {
-				if after[n] != b {
-					t.Fatalf("file %s changed", n)
-				}
-			}
+			sameMemFiles(t, fsys, "/logs/t-0", before)
 			if got := logRecords(t, l); !sameRecords(got, pre) {
 				t.Fatal(diffRecords(got, pre))
 			}
