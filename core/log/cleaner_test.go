@@ -604,11 +604,9 @@ func TestCleanRacesAppendsAndReads(t *testing.T) {
 					errs <- err
 					return
 				}
-				b := make([]byte, res.Region.Len)
-				_, rerr := res.Region.File.ReadAt(b, res.Region.Pos)
-				res.Release()
-				if rerr != nil && rerr != io.EOF {
-					errs <- rerr
+				b, err := readBytes(res)
+				if err != nil {
+					errs <- err
 					return
 				}
 				if len(b) == 0 {

@@ -66,11 +66,10 @@ func readAll(t testing.TB, l *Log, from int64, limit ReadLimit) [][]byte {
 			r.Release()
 			return out
 		}
-		b := make([]byte, r.Region.Len)
-		if _, err := r.Region.File.ReadAt(b, r.Region.Pos); err != nil && err != io.EOF {
+		b, err := readBytes(r)
+		if err != nil {
 			t.Fatal(err)
 		}
-		r.Release()
 		hs, err := segment.StoredBatches(b, 0, nil)
 		if err != nil {
 			t.Fatalf("read at %d returned bad batches: %v", off, err)
@@ -552,11 +551,9 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 					errs <- err
 					return
 				}
-				b := make([]byte, res.Region.Len)
-				_, rerr := res.Region.File.ReadAt(b, res.Region.Pos)
-				res.Release()
-				if rerr != nil && rerr != io.EOF {
-					errs <- rerr
+				b, err := readBytes(res)
+				if err != nil {
+					errs <- err
 					return
 				}
 				hs, err := segment.StoredBatches(b, 0, nil)
@@ -590,4 +587,14 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
+}
+
+// readBytes reads the bytes of a read's region and releases it.
+func readBytes(r ReadResult) ([]byte, error) {
+	defer r.Release()
+	b := make([]byte, r.Region.Len)
+	if _, err := r.Region.File.ReadAt(b, r.Region.Pos); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return b, nil
 }
