@@ -185,13 +185,8 @@ func (o *clientOpts) connect(ctx context.Context, extra ...kgo.Opt) (*kgo.Client
 // admin connects and wraps the client for admin requests, whose broker-side
 // time-out is --timeout as well.
 func (o *clientOpts) admin(ctx context.Context) (*kadm.Client, func(), error) {
-	cl, err := o.connect(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	adm := kadm.NewClient(cl)
-	adm.SetTimeoutMillis(int32(min(o.timeout.Milliseconds(), 1<<31-1)))
-	return adm, cl.Close, nil
+	adm, _, done, err := o.adminClient(ctx)
+	return adm, done, err
 }
 
 // requestCtx bounds one admin exchange by --timeout.
