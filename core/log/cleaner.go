@@ -478,10 +478,8 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		// The commit record names them as new: remove their files durably
 		// first, so that a replay cannot bring deleted records back.
 		for _, b := range dropped {
-			for _, ext := range []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt} {
-				if err := l.fs.Remove(segment.FileName(l.dir, b, ext) + CleanedSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fail(fmt.Errorf("%w: remove %s: %w", ErrStorage, segment.FileName(l.dir, b, ext)+CleanedSuffix, err))
-				}
+			if err := l.removeCleaned(b); err != nil {
+				return fail(err)
 			}
 		}
 		if err := l.fs.SyncDir(l.dir); err != nil {
@@ -829,7 +827,7 @@ func (c *cleaning) rewriteGroup(staging string, g []srcSeg, first bool) (bool, e
 		s.Delete()
 		return false, err
 	}
-	for _, ext := range []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt} {
+	for _, ext := range segmentExts {
 		from, to := segment.FileName(staging, base, ext), segment.FileName(c.l.dir, base, ext)+CleanedSuffix
 		if err := c.l.fs.Rename(from, to); err != nil {
 			return false, fmt.Errorf("%w: rename %s: %w", ErrStorage, from, err)
@@ -966,9 +964,7 @@ func (c *cleaning) writeOut() error {
 func (l *Log) discardStaged(newBases []int64) {
 	l.fs.RemoveAll(filepath.Join(l.dir, cleanerStagingDir))
 	for _, b := range newBases {
-		for _, ext := range []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt} {
-			l.fs.Remove(segment.FileName(l.dir, b, ext) + CleanedSuffix)
-		}
+		l.removeCleaned(b)
 	}
 	if ents, err := l.fs.ReadDir(l.dir); err == nil {
 		for _, e := range ents {
@@ -977,6 +973,21 @@ func (l *Log) discardStaged(newBases []int64) {
 			}
 		}
 	}
+}
+
+// segmentExts are the files of a segment.
+var segmentExts = []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt}
+
+// removeCleaned removes the .cleaned files of the output at base (all it
+// can; the first error is returned).
+func (l *Log) removeCleaned(base int64) (err error) {
+	for _, ext := range segmentExts {
+		n := segment.FileName(l.dir, base, ext) + CleanedSuffix
+		if rerr := l.fs.Remove(n); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = fmt.Errorf("%w: remove %s: %w", ErrStorage, n, rerr)
+		}
+	}
+	return err
 }
 
 // removeCleanLeftovers removes a finished commit record whose removal may
@@ -1089,9 +1100,8 @@ func readSwapRecord(fsys segment.FS, dir string) (found bool, oldBases, newBases
 // <new base><ext> and removes the files of every old base that is not a
 // new base. Idempotent.
 func applySwap(fsys segment.FS, dir string, oldBases, newBases []int64, step func(string)) error {
-	exts := []string{segment.LogExt, segment.IndexExt, segment.TimeIndexExt}
 	for _, b := range newBases {
-		for _, ext := range exts {
+		for _, ext := range segmentExts {
 			n := segment.FileName(dir, b, ext)
 			if err := fsys.Rename(n+CleanedSuffix, n); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%w: rename %s: %w", ErrStorage, n+CleanedSuffix, err)
@@ -1103,7 +1113,7 @@ func applySwap(fsys segment.FS, dir string, oldBases, newBases []int64, step fun
 		if slices.Contains(newBases, b) {
 			continue
 		}
-		for _, ext := range exts {
+		for _, ext := range segmentExts {
 			n := segment.FileName(dir, b, ext)
 			if err := fsys.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%w: remove %s: %w", ErrStorage, n, err)
