@@ -54,7 +54,7 @@ func handleListGroups(_ context.Context, b *Broker, _ *reqCtx, kreq kmsg.Request
 					continue
 				}
 				g := kmsg.NewListGroupsResponseGroup()
-				g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, e.g.Describe().ProtocolType, st.String(), "classic"
+				g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, e.g.ProtocolType(), st.String(), "classic"
 				resp.Groups = append(resp.Groups, g)
 			}
 		}

@@ -804,14 +804,12 @@ func minCommitted(shards []*shard) map[tp]int64 {
 		s.mu.Lock()
 		if s.state == shardActive {
 			for _, g := range s.offsets.Groups() {
-				for topic, ps := range s.offsets.Group(g) {
-					for p, o := range ps {
-						k := tp{topic, p}
-						if cur, ok := out[k]; !ok || o.Offset < cur {
-							out[k] = o.Offset
-						}
+				s.offsets.Each(g, func(topic string, p int32, o group.Offset) {
+					k := tp{topic, p}
+					if cur, ok := out[k]; !ok || o.Offset < cur {
+						out[k] = o.Offset
 					}
-				}
+				})
 			}
 		}
 		s.mu.Unlock()
@@ -854,7 +852,7 @@ func (c *groupCoord) expireOffsets(now time.Time) int {
 				return -1, true
 			case e.g.State() != group.Empty || !e.g.IsEmpty():
 				return 0, false
-			case e.g.Describe().ProtocolType == "":
+			case e.g.ProtocolType() == "":
 				// A group that only commits (no group management): each
 				// offset's own commit time counts, as Kafka's standalone groups.
 				return -1, true
@@ -872,7 +870,7 @@ func (c *groupCoord) expireOffsets(now time.Time) int {
 			expired[k.Group]++
 		}
 		for name, e := range s.groups {
-			if e.g.State() != group.Empty || !e.g.IsEmpty() || countOffsets(s.offsets.Group(name)) > expired[name] {
+			if e.g.State() != group.Empty || !e.g.IsEmpty() || s.offsets.Count(name) > expired[name] {
 				continue
 			}
 			key, val := group.GroupMetadataRecord(name, nil, now.UnixMilli())
@@ -927,11 +925,14 @@ func (s *shard) dropTopicOffsets(topic string, now time.Time) {
 	var keys []group.OffsetKey
 	var kvs [][2][]byte
 	for _, g := range s.offsets.Groups() {
-		for p := range s.offsets.Group(g)[topic] {
+		s.offsets.Each(g, func(t string, p int32, _ group.Offset) {
+			if t != topic {
+				return
+			}
 			k := group.OffsetKey{Group: g, Topic: topic, Partition: p}
 			key, val := group.OffsetCommitRecord(k, nil)
 			keys, kvs = append(keys, k), append(kvs, [2][]byte{key, val})
-		}
+		})
 	}
 	if len(keys) == 0 {
 		return
@@ -946,15 +947,6 @@ func (s *shard) dropTopicOffsets(topic string, now time.Time) {
 	}
 	s.c.touched(keys, false)
 	s.c.b.log.Info("removed the committed offsets of a deleted topic", "topic", topic, "partition", s.idx, "offsets", len(keys))
-}
-
-// countOffsets counts a group's committed partitions.
-func countOffsets(offs map[string]map[int32]group.Offset) int {
-	n := 0
-	for _, ps := range offs {
-		n += len(ps)
-	}
-	return n
 }
 
 // awaitGroup returns the response for a parked request: at once when the

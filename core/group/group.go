@@ -138,6 +138,10 @@ func (g *Group) State() State { return g.state }
 // Generation returns the current generation.
 func (g *Group) Generation() int32 { return g.generation }
 
+// ProtocolType is the group's protocol type ("consumer" for consumer
+// groups; "" until a member has joined).
+func (g *Group) ProtocolType() string { return g.protocolType }
+
 // IsEmpty reports whether the group has no members and no pending members.
 func (g *Group) IsEmpty() bool { return len(g.members) == 0 && len(g.pending) == 0 }
 

@@ -181,6 +181,23 @@ func (o *Offsets) Group(group string) map[string]map[int32]Offset {
 	return c
 }
 
+// Each calls fn for every committed offset of group, without copying
+// them (Group copies).
+func (o *Offsets) Each(group string, fn func(topic string, p int32, v Offset)) {
+	for t, ps := range o.groups[group] {
+		ps.each(func(p int32, v Offset) { fn(t, p, v) })
+	}
+}
+
+// Count is the number of partitions group has committed.
+func (o *Offsets) Count(group string) int {
+	n := 0
+	for _, ps := range o.groups[group] {
+		n += ps.n
+	}
+	return n
+}
+
 // Groups returns the groups with offsets, sorted.
 func (o *Offsets) Groups() []string {
 	gs := make([]string, 0, len(o.groups))
