@@ -264,7 +264,6 @@ func (l *Log) CleanedTo() int64 {
 // stays readable whatever happens to the segment meanwhile.
 type srcSeg struct {
 	s      *seg
-	base   int64
 	region segment.Region
 	idx    int64 // offset index bytes
 	next   int64
@@ -320,7 +319,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 				l.mu.RUnlock()
 				return res, err
 			}
-			srcs = append(srcs, srcSeg{s: s, base: s.Base(), region: r, idx: int64(len(s.IndexEntries())) * 8, next: s.NextOffset()})
+			srcs = append(srcs, srcSeg{s: s, region: r, idx: int64(len(s.IndexEntries())) * 8, next: s.NextOffset()})
 		}
 	}
 	var end int64
@@ -358,7 +357,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 	fsc, _ := o.Policy.(plugins.FullScanner)
 	full := fsc != nil && fsc.FullScan()
 	for i := range srcs {
-		if srcs[i].base < cleanedTo && !full {
+		if srcs[i].s.Base() < cleanedTo && !full {
 			continue
 		}
 		if err := c.scanSegment(&srcs[i]); err != nil {
@@ -388,7 +387,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 	}
 	var groups []outGroup
 	for _, g := range groupSegments(srcs, cfg) {
-		kept, err := c.rewriteGroup(staging, g, g[0].base == srcs[0].base)
+		kept, err := c.rewriteGroup(staging, g, g[0].s.Base() == srcs[0].s.Base())
 		if err != nil {
 			return fail(err)
 		}
@@ -398,7 +397,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		}
 		groups = append(groups, outGroup{from: from, to: from + len(g), kept: kept})
 		if kept {
-			newBases = append(newBases, g[0].base)
+			newBases = append(newBases, g[0].s.Base())
 		}
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
@@ -411,7 +410,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 	// into place (and syncing the directory) is the commit.
 	oldBases := make([]int64, len(srcs))
 	for i := range srcs {
-		oldBases[i] = srcs[i].base
+		oldBases[i] = srcs[i].s.Base()
 	}
 	if err := prepareSwapRecord(l.fs, l.dir, oldBases, newBases, end); err != nil {
 		return fail(err)
@@ -456,9 +455,9 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 			case g.from == gone && !g.kept:
 				changed = true // the new first segment's output was dropped (empty)
 			case g.to <= gone && g.kept:
-				dropped = append(dropped, srcs[g.from].base)
+				dropped = append(dropped, srcs[g.from].s.Base())
 			case g.from >= gone && g.kept:
-				keepBases = append(keepBases, srcs[g.from].base)
+				keepBases = append(keepBases, srcs[g.from].s.Base())
 			}
 		}
 		newBases = keepBases
@@ -530,7 +529,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		}
 		created := now
 		for i := range srcs {
-			if srcs[i].base == b {
+			if srcs[i].s.Base() == b {
 				created = srcs[i].s.created
 			}
 		}
@@ -568,7 +567,7 @@ func groupSegments(srcs []srcSeg, cfg Config) [][]srcSeg {
 	for i := 0; i < len(srcs); {
 		j, size, idx := i+1, srcs[i].region.Len, srcs[i].idx
 		for j < len(srcs) && size+srcs[j].region.Len <= cfg.SegmentBytes && idx+srcs[j].idx <= int64(cfg.SegmentIndexBytes) &&
-			srcs[j].next-1-srcs[i].base <= math.MaxInt32 {
+			srcs[j].next-1-srcs[i].s.Base() <= math.MaxInt32 {
 			size += srcs[j].region.Len
 			idx += srcs[j].idx
 			j++
@@ -685,7 +684,7 @@ func (c *cleaning) batches(src *srcSeg, refill func() error, fn func(b []byte, h
 				return err
 			}
 			if _, err := r.File.ReadAt(buf, pos); err != nil && err != io.EOF {
-				return fmt.Errorf("%w: read segment %d: %w", ErrStorage, src.base, err)
+				return fmt.Errorf("%w: read segment %d: %w", ErrStorage, src.s.Base(), err)
 			}
 			c.res.BytesRead += m
 			bufPos = pos
@@ -696,14 +695,14 @@ func (c *cleaning) batches(src *srcSeg, refill func() error, fn func(b []byte, h
 		}
 		h, _ := segment.ParseHeader(buf[pos-bufPos:])
 		if h.Magic != 2 || h.BatchLength < segment.HeaderSize-segment.LogOverhead || pos+h.Size() > r.Pos+r.Len {
-			return fmt.Errorf("%w: segment %d position %d: not a batch", segment.ErrCorruptMessage, src.base, pos)
+			return fmt.Errorf("%w: segment %d position %d: not a batch", segment.ErrCorruptMessage, src.s.Base(), pos)
 		}
 		if err := need(h.Size()); err != nil {
 			return err
 		}
 		b := buf[pos-bufPos : pos-bufPos+h.Size()]
 		if !segment.CRCValid(b) {
-			return fmt.Errorf("%w: segment %d position %d (offsets %d-%d): CRC-32C mismatch", segment.ErrCorruptMessage, src.base, pos, h.BaseOffset, h.LastOffset())
+			return fmt.Errorf("%w: segment %d position %d (offsets %d-%d): CRC-32C mismatch", segment.ErrCorruptMessage, src.s.Base(), pos, h.BaseOffset, h.LastOffset())
 		}
 		if err := fn(b, h); err != nil {
 			return err
@@ -777,7 +776,7 @@ func (c *cleaning) flushScan() error {
 // whether an output was kept: an empty output is dropped unless first
 // (the first segment keeps the log start offset's base).
 func (c *cleaning) rewriteGroup(staging string, g []srcSeg, first bool) (bool, error) {
-	base := g[0].base
+	base := g[0].s.Base()
 	// Size the indexes for the output, not segment.index.bytes: the output
 	// has no more index entries than its inputs had together (one more per
 	// input at most), and preallocating 2 x 10 MiB per output costs more
