@@ -495,7 +495,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		return fail(l.storageError(err))
 	}
 	l.cl.finishMu.Lock()
-	l.cl.pending = &pendingSwap{oldBases: oldBases, newBases: newBases, cleanedTo: end}
+	l.cl.pending = &pendingSwap{cleanedTo: end}
 	l.cl.finishMu.Unlock()
 	l.cleanStep("committed")
 	// From here the new set is the truth on disk: any failure takes the log
@@ -1145,8 +1145,7 @@ func completeSwap(fsys segment.FS, dir string, cleanedTo int64, step func(string
 // pendingSwap is a committed and applied swap whose commit record is not
 // yet removed.
 type pendingSwap struct {
-	oldBases, newBases []int64
-	cleanedTo          int64
+	cleanedTo int64
 }
 
 // finishPending completes the pending swap, if any (see completeSwap).
