@@ -512,7 +512,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 		res.Took = time.Since(t0)
 		return res, l.storageError(fmt.Errorf("%w: log %s taken offline after a committed clean; reopening completes the swap: %w", ErrStorage, l.dir, err))
 	}
-	if err := applySwap(l.fs, l.dir, oldBases, newBases, l.cleanStep); err != nil {
+	if err := l.applySwap(oldBases, newBases); err != nil {
 		return offline(err, nil)
 	}
 	var opened []*seg
@@ -1098,7 +1098,8 @@ func readSwapRecord(fsys segment.FS, dir string) (found bool, oldBases, newBases
 // applySwap renames every <new base><ext>.cleaned still present over
 // <new base><ext> and removes the files of every old base that is not a
 // new base. Idempotent.
-func applySwap(fsys segment.FS, dir string, oldBases, newBases []int64, step func(string)) error {
+func (l *Log) applySwap(oldBases, newBases []int64) error {
+	fsys, dir, step := l.fs, l.dir, l.cleanStep
 	for _, b := range newBases {
 		for _, ext := range segmentExts {
 			n := segment.FileName(dir, b, ext)
@@ -1125,7 +1126,8 @@ func applySwap(fsys segment.FS, dir string, oldBases, newBases []int64, step fun
 
 // completeSwap makes an applied swap durable and ends it: directory sync,
 // cleaner checkpoint written, commit record removed, directory sync.
-func completeSwap(fsys segment.FS, dir string, cleanedTo int64, step func(string)) error {
+func (l *Log) completeSwap(cleanedTo int64) error {
+	fsys, dir, step := l.fs, l.dir, l.cleanStep
 	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("%w: sync %s: %w", ErrStorage, dir, err)
 	}
@@ -1160,7 +1162,7 @@ func (l *Log) finishPending() error {
 	if p == nil {
 		return nil
 	}
-	if err := completeSwap(l.fs, l.dir, p.cleanedTo, l.cleanStep); err != nil {
+	if err := l.completeSwap(p.cleanedTo); err != nil {
 		return err
 	}
 	l.cl.pending = nil
@@ -1179,10 +1181,10 @@ func (l *Log) recoverClean() error {
 	}
 	if found {
 		l.log.Warn("completing a committed clean interrupted by a crash", "replaced", oldBases, "new", newBases, "cleaned_to", cleanedTo)
-		if err := applySwap(l.fs, l.dir, oldBases, newBases, func(string) {}); err != nil {
+		if err := l.applySwap(oldBases, newBases); err != nil {
 			return err
 		}
-		if err := completeSwap(l.fs, l.dir, cleanedTo, func(string) {}); err != nil {
+		if err := l.completeSwap(cleanedTo); err != nil {
 			return err
 		}
 	}
