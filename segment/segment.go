@@ -961,6 +961,9 @@ func (s *Segment) Delete() error {
 	return first
 }
 
+// IndexEntryCount is the number of offset index entries.
+func (s *Segment) IndexEntryCount() int { return s.idx.n }
+
 // IndexEntries returns the offset index entries (for tools and tests).
 func (s *Segment) IndexEntries() []IndexEntry {
 	out := make([]IndexEntry, s.idx.n)

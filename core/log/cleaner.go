@@ -319,7 +319,7 @@ func (l *Log) Clean(ctx context.Context, o CleanOptions) (res CleanResult, err e
 				l.mu.RUnlock()
 				return res, err
 			}
-			srcs = append(srcs, srcSeg{s: s, region: r, idx: int64(len(s.IndexEntries())) * 8, next: s.NextOffset()})
+			srcs = append(srcs, srcSeg{s: s, region: r, idx: int64(s.IndexEntryCount()) * 8, next: s.NextOffset()})
 		}
 	}
 	var end int64
