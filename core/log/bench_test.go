@@ -198,10 +198,14 @@ func TestRestartTimeGrowsWithUnflushedBytesOnly(t *testing.T) {
 	restartTime(t, a, rpA, 1) // warm both equally
 	restartTime(t, b, rpB, 1)
 	// Interleaved, so that a burst of load from other processes on this
-	// shared machine hits both alike; medians of 7.
+	// shared machine hits both alike; the fastest of 11 each. Since
+	// recovery reads through a window and leaves preallocated indexes
+	// alone, (b) takes 11-16 ms, so a few ms of scheduling noise in one
+	// run moved a median past the ratio; the minimum is what the restart
+	// costs without that noise.
 	var as, bs []time.Duration
 	var sa, sb int64
-	for i := 0; i < 7; i++ {
+	for i := 0; i < 11; i++ {
 		d, s := restartTime(t, a, rpA, 1)
 		as, sa = append(as, d), s
 		d, s = restartTime(t, b, rpB, 1)
@@ -209,7 +213,7 @@ func TestRestartTimeGrowsWithUnflushedBytesOnly(t *testing.T) {
 	}
 	slices.Sort(as)
 	slices.Sort(bs)
-	da, db := as[3], bs[3]
+	da, db := as[0], bs[0]
 	t.Logf("restart after kill -9: (a) 10 GiB flushed + 64 MiB unflushed: %v (re-read %d bytes); (b) 64 MiB: %v (re-read %d bytes); ratio %.2f",
 		da, sa, db, sb, float64(da)/float64(db))
 	if sa > sb+(1<<20) {
