@@ -90,6 +90,25 @@ func (m *mapped) dataRanges(from, to int, fn func(b []byte) bool) {
 	}
 }
 
+// noReadaheadInHoles turns readahead off (MADV_RANDOM) over the part of
+// the mapping from the file's first hole on: the preallocated, never
+// written tail of an index. A fault there with readahead pulled up to
+// 8 MiB of zeros into the page cache, where SEEK_DATA then counts them as
+// data (zeroFrom). The written part keeps normal readahead, so the walk
+// over a flushed segment's whole index at open faults in batches rather
+// than page by page.
+func (m *mapped) noReadaheadInHoles(fd int) {
+	h, err := unix.Seek(fd, 0, unix.SEEK_HOLE)
+	if err != nil {
+		return
+	}
+	page := int64(unix.Getpagesize())
+	h = (h + page - 1) / page * page
+	if h < int64(len(m.buf)) {
+		_ = unix.Madvise(m.buf[h:], unix.MADV_RANDOM)
+	}
+}
+
 // resize makes the file exactly size bytes and maps it. Bytes past the
 // old content read as zero.
 func (m *mapped) resize(size int64) error {
@@ -125,11 +144,8 @@ func (m *mapped) resize(size int64) error {
 	if of, ok := m.f.(OSFiler); ok {
 		b, err := unix.Mmap(int(of.OSFile().Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		if err == nil {
-			// Index reads are binary searches: no readahead. It also keeps
-			// the untouched part of a preallocated index a hole for
-			// SEEK_DATA (zeroFrom); a fault with readahead pulled in 8 MiB.
-			_ = unix.Madvise(b, unix.MADV_RANDOM)
 			m.buf, m.mmap = b, true
+			m.noReadaheadInHoles(int(of.OSFile().Fd()))
 			return nil
 		}
 	}
